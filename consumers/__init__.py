@@ -1,0 +1,1 @@
+"""The consumer runtime: Kafka batches applied to PostgreSQL exactly once in effect."""

@@ -1,0 +1,1 @@
+"""One module per source: how its records change the database."""

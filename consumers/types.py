@@ -1,0 +1,86 @@
+"""The consumer vocabulary: decoded events, what a handler did with them, and the handler seam.
+
+A handler is the one place that knows how one source's events change the database. The
+runtime owns everything else: fetching, decoding, the inbox (dedupe), transactions, pending,
+skipped, dead letters and offset commits.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import asyncpg
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a record came from; travels with the event until its offset is committed."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One decoded CloudEvents record."""
+
+    source: str  # ce_source: revenuecat | klaviyo | kit | app
+    id: str  # ce_id, the idempotency key
+    type: str  # ce_type, e.g. revenuecat.INITIAL_PURCHASE
+    time: datetime  # ce_time, the provider's event time (aware, UTC)
+    partition_key: str
+    data: Any  # the record value, decoded JSON
+    received_at: datetime | None = None
+    position: Position | None = None  # None when replayed from the pending table
+
+
+class Outcome(enum.Enum):
+    APPLIED = "applied"  # changed the database, or deliberately had no effect
+    SKIPPED = "skipped"  # belongs to the other ENVIRONMENT, or to an ended experiment
+    PENDING = "pending"  # its target row does not exist yet; parked and retried later
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    outcome: Outcome
+    reason: str | None = None
+
+
+APPLIED = Result(Outcome.APPLIED)
+
+
+def skipped(reason: str) -> Result:
+    return Result(Outcome.SKIPPED, reason)
+
+
+def pending(reason: str) -> Result:
+    return Result(Outcome.PENDING, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    environment: str  # the ENVIRONMENT this deployment serves: dev | production
+    now: datetime
+
+
+class Handler(Protocol):
+    """How one source's events change the database.
+
+    ``apply`` runs inside the runtime's transaction, receives only events that were never
+    applied before (the inbox has filtered redeliveries), in offset order, and returns one
+    :class:`Result` per event in the same order. It must not commit, must batch its writes
+    (no per-event round trips in the hot path) and must never let an event older than the
+    stored state overwrite it. It raises :class:`consumers.errors.PoisonError` for an event
+    that can never apply; database errors propagate and the runtime classifies them.
+    """
+
+    source: str
+
+    async def apply(
+        self, conn: asyncpg.Connection, events: Sequence[Event], ctx: Context
+    ) -> list[Result]: ...

@@ -1,0 +1,1 @@
+"""The HTTP side: verify provider webhooks and publish one CloudEvents record per event."""

@@ -1,0 +1,1 @@
+"""Per-provider request verification and body -> records functions (pure)."""

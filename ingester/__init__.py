@@ -1,0 +1,1 @@
+"""Shared plumbing of the webhook ingester: settings, CLI, migrations, topics, dev stack."""

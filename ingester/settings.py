@@ -1,0 +1,185 @@
+"""Configuration, read from the environment once into one frozen object.
+
+Nothing else in the project reads ``os.environ``: the CLI calls :func:`load` and passes the
+result down. Secrets are kept out of ``repr`` so a logged settings object never leaks them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+ENVIRONMENTS = ("dev", "production")
+DEV_ENV_FILE = Path(".dev/stack.env")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str | None = None
+    kafka_bootstrap_servers: str | None = None
+    kafka_idempotent_producer: bool = True
+    topic_prefix: str = ""
+    environment: str = "dev"
+
+    revenuecat_authorization: str | None = field(default=None, repr=False)
+    revenuecat_webhook_secret: str | None = field(default=None, repr=False)
+    klaviyo_webhook_secret: str | None = field(default=None, repr=False)
+    klaviyo_flow_token: str | None = field(default=None, repr=False)
+    kit_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
+    kit_legacy_token: str | None = field(default=None, repr=False)
+    events_api_key: str | None = field(default=None, repr=False)
+
+    signature_tolerance_s: int = 300
+    max_body_bytes: int = 5 * 1024 * 1024
+    produce_timeout_s: float = 4.0
+    port: int = 8000
+
+    # Topics
+    topic_partitions: int = 6
+    topic_replication_factor: int = 1
+
+    # Consumers
+    consumer_group: str = "ingester"
+    consumer_batch_max: int = 500
+    consumer_batch_wait_ms: int = 200
+    pending_retry_interval_s: float = 60.0
+    poison_max_share: float = 0.5
+    shutdown_deadline_s: float = 20.0
+    consumer_metrics_port: int = 9100
+    dlq_max_replays: int = 3
+    db_pool_max: int = 10
+
+    log_level: str = "INFO"
+    migrations_dir: str | None = None
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise ConfigError("DATABASE_URL is not set")
+        return self.database_url
+
+    def require_kafka(self) -> str:
+        if not self.kafka_bootstrap_servers:
+            raise ConfigError("KAFKA_BOOTSTRAP_SERVERS is not set")
+        return self.kafka_bootstrap_servers
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _int(name: str, raw: str, minimum: int = 0) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def _text(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a ``KEY=value`` file (the one ``ingester dev`` writes); ``#`` starts a comment."""
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip().removeprefix("export ").strip()] = value.strip().strip("'\"")
+    return values
+
+
+# variable name -> (Settings field, parser)
+_PARSERS: dict[str, tuple[str, Any]] = {
+    "DATABASE_URL": ("database_url", lambda n, v: _text(v)),
+    "KAFKA_BOOTSTRAP_SERVERS": ("kafka_bootstrap_servers", lambda n, v: _text(v)),
+    "KAFKA_IDEMPOTENT_PRODUCER": ("kafka_idempotent_producer", _bool),
+    "TOPIC_PREFIX": ("topic_prefix", lambda n, v: v.strip()),
+    "ENVIRONMENT": ("environment", lambda n, v: v.strip()),
+    "REVENUECAT_AUTHORIZATION": ("revenuecat_authorization", lambda n, v: _text(v)),
+    "REVENUECAT_WEBHOOK_SECRET": ("revenuecat_webhook_secret", lambda n, v: _text(v)),
+    "KLAVIYO_WEBHOOK_SECRET": ("klaviyo_webhook_secret", lambda n, v: _text(v)),
+    "KLAVIYO_FLOW_TOKEN": ("klaviyo_flow_token", lambda n, v: _text(v)),
+    "KIT_WEBHOOK_SECRET": (
+        "kit_webhook_secrets",
+        lambda n, v: tuple(s.strip() for s in v.split(",") if s.strip()),
+    ),
+    "KIT_LEGACY_TOKEN": ("kit_legacy_token", lambda n, v: _text(v)),
+    "EVENTS_API_KEY": ("events_api_key", lambda n, v: _text(v)),
+    "SIGNATURE_TOLERANCE_S": ("signature_tolerance_s", _int),
+    "MAX_BODY_BYTES": ("max_body_bytes", lambda n, v: _int(n, v, 1)),
+    "PRODUCE_TIMEOUT_S": ("produce_timeout_s", _float),
+    "PORT": ("port", lambda n, v: _int(n, v, 1)),
+    "TOPIC_PARTITIONS": ("topic_partitions", lambda n, v: _int(n, v, 1)),
+    "TOPIC_REPLICATION_FACTOR": ("topic_replication_factor", lambda n, v: _int(n, v, 1)),
+    "CONSUMER_GROUP": ("consumer_group", lambda n, v: v.strip()),
+    "CONSUMER_BATCH_MAX": ("consumer_batch_max", lambda n, v: _int(n, v, 1)),
+    "CONSUMER_BATCH_WAIT_MS": ("consumer_batch_wait_ms", _int),
+    "PENDING_RETRY_INTERVAL_S": ("pending_retry_interval_s", _float),
+    "POISON_MAX_SHARE": ("poison_max_share", _float),
+    "SHUTDOWN_DEADLINE_S": ("shutdown_deadline_s", _float),
+    "CONSUMER_METRICS_PORT": ("consumer_metrics_port", _int),
+    "DLQ_MAX_REPLAYS": ("dlq_max_replays", _int),
+    "DB_POOL_MAX": ("db_pool_max", lambda n, v: _int(n, v, 1)),
+    "LOG_LEVEL": ("log_level", lambda n, v: v.strip().upper()),
+    "MIGRATIONS_DIR": ("migrations_dir", lambda n, v: _text(v)),
+}
+
+ENV_VARS = tuple(_PARSERS)
+
+
+def from_mapping(env: Mapping[str, str]) -> Settings:
+    """Build settings from a mapping of environment variables (unknown keys are ignored)."""
+    values: dict[str, Any] = {}
+    for name, (attr, parse) in _PARSERS.items():
+        raw = env.get(name)
+        if raw is not None:
+            values[attr] = parse(name, raw)
+    settings = Settings(**values)
+    if settings.environment not in ENVIRONMENTS:
+        raise ConfigError(f"ENVIRONMENT must be one of {', '.join(ENVIRONMENTS)}")
+    if not 0 < settings.poison_max_share <= 1:
+        raise ConfigError("POISON_MAX_SHARE must be in (0, 1]")
+    return settings
+
+
+def load(env_file: Path | None = DEV_ENV_FILE) -> Settings:
+    """Read the process environment, over the values ``ingester dev`` wrote, if any.
+
+    Real environment variables always win; the dev file only fills gaps so that a second
+    terminal can run ``ingester send-sample`` against a running ``make dev``.
+    """
+    merged: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        merged.update(read_env_file(env_file))
+    merged.update(os.environ)
+    return from_mapping(merged)

@@ -1,0 +1,66 @@
+"""Helpers shared by integration tests: talk to the real broker without a consumer group."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from ingest.records import Record
+from ingester.topics import topic_name
+
+
+async def read_records(bootstrap: str, topic: str, count: int, timeout: float = 10.0) -> list[Any]:
+    """Read ``count`` records of ``topic`` from the beginning of every partition.
+
+    Fails (TimeoutError) when fewer arrive within ``timeout``; records come back ordered by
+    (partition, offset).
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not partitions:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"topic {topic} does not exist")
+            await asyncio.sleep(0.05)
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        found: list[Any] = []
+        while len(found) < count:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise TimeoutError(f"read {len(found)} of {count} records from {topic}")
+            batch = await consumer.getmany(timeout_ms=int(min(remaining, 0.5) * 1000))
+            for records in batch.values():
+                found.extend(records)
+        return sorted(found, key=lambda r: (r.partition, r.offset))
+    finally:
+        await consumer.stop()
+
+
+async def publish(bootstrap: str, topic_prefix: str, records: Iterable[Record]) -> None:
+    """Publish records to their streams' topics with ``acks=all`` and wait for every ack."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(
+                topic_name(topic_prefix, r.stream),
+                value=r.value,
+                key=r.key,
+                headers=list(r.headers),
+            )
+            for r in records
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()

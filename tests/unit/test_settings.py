@@ -1,0 +1,59 @@
+"""Settings are read once, validated, and never print a secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ingester.settings import ConfigError, from_mapping, read_env_file
+
+
+def test_defaults_match_the_spec() -> None:
+    settings = from_mapping({})
+
+    assert settings.kafka_idempotent_producer is True
+    assert settings.topic_prefix == ""
+    assert settings.environment == "dev"
+    assert settings.signature_tolerance_s == 300
+    assert settings.max_body_bytes == 5 * 1024 * 1024
+    assert settings.produce_timeout_s == 4
+    assert settings.port == 8000
+    assert settings.revenuecat_authorization is None
+
+
+def test_kit_secrets_are_a_comma_list_for_rotation() -> None:
+    settings = from_mapping({"KIT_WEBHOOK_SECRET": "old, new ,"})
+
+    assert settings.kit_webhook_secrets == ("old", "new")
+
+
+def test_secrets_never_appear_in_repr() -> None:
+    settings = from_mapping({"EVENTS_API_KEY": "sekret-1", "KLAVIYO_WEBHOOK_SECRET": "sekret-2"})
+
+    assert "sekret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        pytest.param({"PORT": "eighty"}, "PORT must be an integer", id="port not a number"),
+        pytest.param({"ENVIRONMENT": "staging"}, "ENVIRONMENT", id="unknown environment"),
+        pytest.param({"KAFKA_IDEMPOTENT_PRODUCER": "maybe"}, "true or false", id="not a boolean"),
+        pytest.param({"MAX_BODY_BYTES": "0"}, ">= 1", id="zero body limit"),
+        pytest.param({"PRODUCE_TIMEOUT_S": "-1"}, ">= 0", id="negative timeout"),
+    ],
+)
+def test_malformed_values_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        from_mapping(env)
+
+
+def test_env_file_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "stack.env"
+    path.write_text("# comment\nDATABASE_URL=postgresql://x@127.0.0.1:1/db\nexport PORT='9000'\n\n")
+
+    assert read_env_file(path) == {
+        "DATABASE_URL": "postgresql://x@127.0.0.1:1/db",
+        "PORT": "9000",
+    }
