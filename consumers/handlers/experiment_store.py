@@ -1,0 +1,233 @@
+"""Batch writes of the experiment tables (seed 002): everything a planned batch produced.
+
+One ``executemany`` per table, so a batch costs a fixed number of round trips however many
+events it holds.
+Values travel as plain text/uuid/number parameters and are cast in SQL (jsonb from text,
+enums from text), so the statements do not depend on codecs registered on the connection.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+
+from consumers.handlers.experiment_plan import (
+    FIRST_EXPOSURE,
+    Batch,
+    ConversionRow,
+    ImpressionRow,
+    Key,
+    Participation,
+)
+
+# Optional column -> (SQL cast of its text/number parameter, default when absent).
+_IMPRESSION_OPTIONAL: Mapping[str, tuple[str, str | None]] = {
+    "session_identifier": ("text", None),
+    "page_url": ("text", None),
+    "user_agent": ("text", None),
+    "country_code": ("text", None),
+    "region": ("text", None),
+    "city": ("text", None),
+    "device_type": ("text::device_type_enum", None),
+    "screen_resolution": ("text", None),
+    "viewport_size": ("text", None),
+    "connection_type": ("text::connection_type_enum", None),
+    "language_code": ("text", None),
+    "time_zone": ("text", None),
+    "utm_source": ("text", None),
+    "utm_medium": ("text", None),
+    "utm_campaign": ("text", None),
+    "time_on_page": ("int4", None),
+    "scroll_depth_percent": ("int4", None),
+    "page_load_time": ("int4", None),
+    "bounce": ("bool", "false"),
+    "metadata": ("text::jsonb", "'{}'::jsonb"),
+    "user_eligibility_status": ("text::jsonb", "'{}'::jsonb"),
+    "user_context": ("text::jsonb", "'{}'::jsonb"),
+}
+_CONVERSION_OPTIONAL: Mapping[str, tuple[str, str | None]] = {
+    "session_identifier": ("text", None),
+    "details": ("text::jsonb", None),
+    "country_code": ("text", None),
+    "device_type": ("text::device_type_enum", None),
+    "referrer_source": ("text", None),
+    "utm_source": ("text", None),
+    "utm_medium": ("text", None),
+    "utm_campaign": ("text", None),
+    "metadata": ("text::jsonb", "'{}'::jsonb"),
+    "conversion_attribution_source": ("text", "'direct'"),
+    "conversion_context": ("text::jsonb", "'{}'::jsonb"),
+}
+_IMPRESSION_FIXED = (
+    ("id", "uuid"),
+    ("user_id", "uuid"),
+    ("experiment_id", "uuid"),
+    ("variant_id", "uuid"),
+    ("impression_at", "timestamptz"),
+    ("is_first_exposure", "bool"),
+    ("user_was_eligible", "bool"),
+)
+_CONVERSION_FIXED = (
+    ("id", "uuid"),
+    ("user_id", "uuid"),
+    ("experiment_id", "uuid"),
+    ("variant_id", "uuid"),
+    ("created_at", "timestamptz"),
+    ("conversion_type", "text"),
+    ("conversion_value", "numeric"),
+    ("conversion_window_days", "int4"),
+    ("time_to_convert", "int4"),
+    ("is_first_conversion_for_experiment", "bool"),
+    ("original_exposure_date", "timestamptz"),
+    ("conversion_eligibility_verified", "bool"),
+)
+
+
+def _insert(table: str, fixed: Sequence[tuple[str, str]], optional: Mapping[str, Any]) -> str:
+    names = [name for name, _ in fixed] + list(optional)
+    values = [f"${i}::{cast}" for i, (_, cast) in enumerate(fixed, 1)]
+    for i, (cast, default) in enumerate(optional.values(), len(fixed) + 1):
+        param = f"${i}::{cast}"
+        values.append(f"coalesce({param}, {default})" if default else param)
+    # Built once at import from the constant column tables above, never from input.
+    columns, params = ", ".join(names), ", ".join(values)
+    return f"INSERT INTO {table} ({columns}) VALUES ({params}) ON CONFLICT (id) DO NOTHING"  # noqa: S608
+
+
+INSERT_IMPRESSIONS = _insert("impressions", _IMPRESSION_FIXED, _IMPRESSION_OPTIONAL)
+INSERT_CONVERSIONS = _insert("conversions", _CONVERSION_FIXED, _CONVERSION_OPTIONAL)
+
+INSERT_ATTRIBUTIONS = """
+INSERT INTO conversion_attribution (user_id, conversion_id, experiment_id, variant_id,
+    attribution_method, time_to_conversion_hours, conversion_value_attributed)
+VALUES ($1::uuid, $2::uuid, $3::uuid, $4::uuid, $5::text, $6::int4, $7::numeric)
+ON CONFLICT (conversion_id) DO NOTHING
+"""
+
+# A merge, not an overwrite: see the module docstring of experiment_plan.
+UPSERT_PARTICIPATIONS = """
+INSERT INTO user_experiment_participation AS p (user_id, experiment_id, variant_id,
+    first_exposure_date, total_impressions, has_converted, first_conversion_date,
+    conversion_within_window)
+VALUES ($1::uuid, $2::uuid, $3::uuid, $4::timestamptz, $5::int4, $6::bool, $7::timestamptz,
+    $8::bool)
+ON CONFLICT (user_id, experiment_id) DO UPDATE SET
+    first_exposure_date = least(p.first_exposure_date, excluded.first_exposure_date),
+    total_impressions = coalesce(p.total_impressions, 0) + excluded.total_impressions,
+    has_converted = coalesce(p.has_converted, false) OR excluded.has_converted,
+    first_conversion_date = least(p.first_conversion_date, excluded.first_conversion_date),
+    conversion_within_window = coalesce(p.conversion_within_window, false)
+        OR excluded.conversion_within_window,
+    updated_at = now()
+"""
+
+CLEAR_FIRST_EXPOSURE = """
+UPDATE impressions AS i SET is_first_exposure = false
+FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS d(user_id, experiment_id, keep_id)
+WHERE i.user_id = d.user_id AND i.experiment_id = d.experiment_id
+  AND i.is_first_exposure AND i.id <> d.keep_id
+"""
+
+CLEAR_FIRST_CONVERSION = """
+UPDATE conversions AS c SET is_first_conversion_for_experiment = false
+FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS d(user_id, experiment_id, keep_id)
+WHERE c.user_id = d.user_id AND c.experiment_id = d.experiment_id
+  AND c.is_first_conversion_for_experiment AND c.id <> d.keep_id
+"""
+
+
+def _param(value: Any, cast: str) -> Any:
+    if value is None:
+        return None
+    if cast == "text::jsonb":
+        return orjson.dumps(value).decode()
+    return value
+
+
+def _optional(columns: Mapping[str, Any], spec: Mapping[str, tuple[str, str | None]]) -> list[Any]:
+    return [_param(columns.get(name), cast) for name, (cast, _) in spec.items()]
+
+
+def impression_args(row: ImpressionRow) -> tuple[Any, ...]:
+    fixed = (
+        row.id,
+        row.user_id,
+        row.experiment_id,
+        row.variant_id,
+        row.at,
+        row.is_first_exposure,
+        row.user_was_eligible,
+    )
+    return (*fixed, *_optional(row.columns, _IMPRESSION_OPTIONAL))
+
+
+def conversion_args(row: ConversionRow) -> tuple[Any, ...]:
+    c = row.conversion
+    fixed = (
+        c.id,
+        c.user_id,
+        c.experiment_id,
+        row.variant_id,
+        c.at,
+        c.conversion_type,
+        c.value,
+        c.window_days,
+        row.time_to_convert,
+        row.is_first_conversion,
+        row.original_exposure_date,
+        True,  # eligibility verified: a participation exposed before the conversion exists
+    )
+    return (*fixed, *_optional(c.columns, _CONVERSION_OPTIONAL))
+
+
+def attribution_args(row: ConversionRow) -> tuple[Any, ...]:
+    c = row.conversion
+    return (
+        c.user_id,
+        c.id,
+        c.experiment_id,
+        row.variant_id,
+        FIRST_EXPOSURE,
+        row.time_to_conversion_hours,
+        c.value,
+    )
+
+
+def participation_args(part: Participation) -> tuple[Any, ...]:
+    return (
+        part.user_id,
+        part.experiment_id,
+        part.variant_id,
+        part.first_exposure_date,
+        part.added_impressions,
+        part.has_converted,
+        part.first_conversion_date,
+        part.conversion_within_window,
+    )
+
+
+def _moved(moved: Mapping[Key, uuid.UUID]) -> tuple[list[uuid.UUID], ...]:
+    keys = sorted(moved)
+    return [k[0] for k in keys], [k[1] for k in keys], [moved[k] for k in keys]
+
+
+async def write(conn: asyncpg.Connection, batch: Batch) -> None:
+    """Write everything a planned batch produced, one statement per table."""
+    if batch.impressions:
+        await conn.executemany(INSERT_IMPRESSIONS, [impression_args(r) for r in batch.impressions])
+    if batch.conversions:
+        await conn.executemany(INSERT_CONVERSIONS, [conversion_args(r) for r in batch.conversions])
+        await conn.executemany(
+            INSERT_ATTRIBUTIONS, [attribution_args(r) for r in batch.conversions]
+        )
+    touched = batch.touched()
+    if touched:
+        await conn.executemany(UPSERT_PARTICIPATIONS, [participation_args(p) for p in touched])
+    if batch.first_impression_moved:
+        await conn.execute(CLEAR_FIRST_EXPOSURE, *_moved(batch.first_impression_moved))
+    if batch.first_conversion_moved:
+        await conn.execute(CLEAR_FIRST_CONVERSION, *_moved(batch.first_conversion_moved))

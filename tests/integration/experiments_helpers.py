@@ -1,0 +1,116 @@
+"""Builders shared by the experiments integration tests.
+
+Events are made the way production makes them: items go through the ingest service's
+``build_records`` and come back through the consumer's ``decode``, so the tests exercise the
+one shared definition of an experiments record.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from consumers import db
+from consumers.decode import RawRecord, decode
+from consumers.handlers.experiments import ExperimentsHandler
+from consumers.types import Context, Event, Result
+from ingest.providers.events import build_records
+from ingest.records import Record, rfc3339
+
+T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+RECEIVED_AT = "2024-06-01T12:00:00.000Z"
+
+
+def at(hours: float = 0, days: float = 0) -> datetime:
+    return T0 + timedelta(hours=hours, days=days)
+
+
+def item(
+    kind: str,
+    user: uuid.UUID,
+    moment: datetime,
+    experiment: str = "checkout",
+    variant: str = "control",
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "id": str(extra.pop("id", uuid.uuid4())),
+        "type": kind,
+        "user_id": str(user),
+        "experiment": experiment,
+        "variant": variant,
+        "occurred_at": rfc3339(moment),
+        **extra,
+    }
+
+
+def records(items: Sequence[Mapping[str, Any]]) -> list[Record]:
+    return build_records({"events": list(items)}, RECEIVED_AT)
+
+
+def to_event(record: Record, offset: int = 0) -> Event:
+    raw = RawRecord("ingest.experiments.v1", 0, offset, record.key, record.value, record.headers)
+    return decode(raw)
+
+
+def events(*items: Mapping[str, Any]) -> list[Event]:
+    return [to_event(r, i) for i, r in enumerate(records(items))]
+
+
+def context() -> Context:
+    return Context(environment="dev", now=datetime.now(UTC))
+
+
+async def apply(pool: asyncpg.Pool, batch: Sequence[Event]) -> list[Result]:
+    """One handler call in one transaction, as the runtime makes it."""
+    async with db.transaction(pool) as conn:
+        return await ExperimentsHandler().apply(conn, batch, context())
+
+
+@dataclass(frozen=True, slots=True)
+class Seeded:
+    experiment: uuid.UUID
+    variants: Mapping[str, uuid.UUID]
+
+
+async def create_experiment(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    name: str = "checkout",
+    variants: Iterable[str] = ("control", "treatment"),
+    **columns: Any,
+) -> Seeded:
+    names = ["name", *columns]
+    params = ", ".join(f"${i}" for i in range(1, len(names) + 1))
+    experiment = await conn.fetchval(
+        f"INSERT INTO experiments ({', '.join(names)}) VALUES ({params}) RETURNING id",
+        name,
+        *columns.values(),
+    )
+    ids = {}
+    for offset, variant in enumerate(variants):
+        ids[variant] = await conn.fetchval(
+            "INSERT INTO variants (experiment_id, name, created_at) VALUES ($1, $2, $3)"
+            " RETURNING id",
+            experiment,
+            variant,
+            T0 - timedelta(days=30) + timedelta(seconds=offset),
+        )
+    return Seeded(experiment, ids)
+
+
+async def create_profile(conn: asyncpg.Connection | asyncpg.Pool, email: str) -> uuid.UUID:
+    profile: uuid.UUID = await conn.fetchval(
+        "INSERT INTO user_profiles (email) VALUES ($1) RETURNING id", email
+    )
+    return profile
+
+
+async def participation(pool: asyncpg.Pool, user: uuid.UUID) -> asyncpg.Record | None:
+    return await pool.fetchrow(
+        "SELECT * FROM user_experiment_participation WHERE user_id = $1", user
+    )

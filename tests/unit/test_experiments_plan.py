@@ -1,0 +1,177 @@
+"""The participation state machine of one batch, without a database."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from consumers.handlers.experiment_plan import Batch, Conversion, Experiment, Participation
+from consumers.types import APPLIED, Result, pending, skipped
+
+T = datetime(2024, 6, 1, tzinfo=UTC)
+USER, EXP = uuid.uuid4(), uuid.uuid4()
+KEY = (USER, EXP)
+CONTROL, TREATMENT = uuid.uuid4(), uuid.uuid4()
+
+
+def h(hours: float) -> datetime:
+    return T + timedelta(hours=hours)
+
+
+def conversion(hours: float, window: int = 30, value: str | None = None) -> Conversion:
+    return Conversion(
+        uuid.uuid4(), USER, EXP, h(hours), "signup", window, Decimal(value) if value else None, {}
+    )
+
+
+def stored(**fields: object) -> Participation:
+    return Participation(USER, EXP, CONTROL, h(0), **fields)  # type: ignore[arg-type]
+
+
+def test_first_impression_creates_then_increments() -> None:
+    batch = Batch([])
+    assert batch.impression(uuid.uuid4(), KEY, CONTROL, h(0), {}) is APPLIED
+    batch.impression(uuid.uuid4(), KEY, CONTROL, h(1), {})
+    (part,) = batch.touched()
+    assert (part.variant_id, part.first_exposure_date, part.added_impressions) == (CONTROL, h(0), 2)
+    assert [r.is_first_exposure for r in batch.impressions] == [True, False]
+    assert batch.first_impression_moved == {}
+
+
+def test_stored_participation_only_adds_impressions() -> None:
+    batch = Batch([stored()])
+    batch.impression(uuid.uuid4(), KEY, CONTROL, h(3), {})
+    (part,) = batch.touched()
+    assert (part.added_impressions, part.first_exposure_date) == (1, h(0))
+    assert batch.impressions[0].is_first_exposure is False
+
+
+def test_other_variant_is_ineligible_and_leaves_participation() -> None:
+    batch = Batch([stored()])
+    batch.impression(uuid.uuid4(), KEY, TREATMENT, h(1), {"user_eligibility_status": {"a": 1}})
+    assert batch.touched() == []
+    row = batch.impressions[0]
+    assert (row.user_was_eligible, row.is_first_exposure, row.variant_id) == (
+        False,
+        False,
+        TREATMENT,
+    )
+    assert row.columns["user_eligibility_status"] == {
+        "a": 1,
+        "reason": "assigned_to_other_variant",
+        "assigned_variant_id": str(CONTROL),
+    }
+
+
+def test_client_marked_ineligible_impression_never_counts() -> None:
+    batch = Batch([])
+    batch.impression(uuid.uuid4(), KEY, CONTROL, h(0), {"user_was_eligible": False})
+    assert batch.touched() == [] and batch.impressions[0].user_was_eligible is False
+
+
+def test_earlier_impression_arriving_late_becomes_first() -> None:
+    batch = Batch([stored()])
+    early = uuid.uuid4()
+    batch.impression(early, KEY, CONTROL, h(-2), {})
+    (part,) = batch.touched()
+    assert part.first_exposure_date == h(-2)
+    assert batch.impressions[0].is_first_exposure is True
+    assert batch.first_impression_moved == {KEY: early}
+
+
+@pytest.mark.parametrize(
+    ("hours", "window", "within"),
+    [
+        pytest.param(0, 30, True, id="at exposure"),
+        pytest.param(24 * 30, 30, True, id="window edge"),
+        pytest.param(24 * 30 + 0.001, 30, False, id="just past"),
+        pytest.param(25, 1, False, id="one-day window"),
+        pytest.param(0, 0, True, id="zero window, same instant"),
+    ],
+)
+def test_conversion_window(hours: float, window: int, within: bool) -> None:
+    batch = Batch([stored()])
+    assert batch.conversion(conversion(hours, window)) is APPLIED
+    (row,) = batch.conversions
+    assert row.within_window is within
+    assert row.time_to_convert == int(hours * 3600)
+    assert (row.is_first_conversion, row.original_exposure_date, row.variant_id) == (
+        True,
+        h(0),
+        CONTROL,
+    )
+    (part,) = batch.touched()
+    assert (part.has_converted, part.conversion_within_window) == (True, within)
+
+
+def test_second_conversion_is_not_first_and_window_flag_stays_on() -> None:
+    batch = Batch([stored()])
+    batch.conversion(conversion(1))
+    batch.conversion(conversion(24 * 40))
+    assert [r.is_first_conversion for r in batch.conversions] == [True, False]
+    (part,) = batch.touched()
+    assert (part.first_conversion_date, part.conversion_within_window) == (h(1), True)
+
+
+def test_earlier_conversion_arriving_late_becomes_first() -> None:
+    batch = Batch([stored(has_converted=True, first_conversion_date=h(10))])
+    early = conversion(2)
+    batch.conversion(early)
+    assert batch.conversions[0].is_first_conversion is True
+    assert batch.first_conversion_moved == {KEY: early.id}
+    assert batch.touched()[0].first_conversion_date == h(2)
+
+
+def test_attribution_hours_are_whole_hours() -> None:
+    batch = Batch([stored()])
+    batch.conversion(conversion(26.99, value="5"))
+    assert batch.conversions[0].time_to_conversion_hours == 26
+
+
+@pytest.mark.parametrize(
+    ("parts", "hours", "result"),
+    [
+        pytest.param([], 1, pending("no participation"), id="no participation"),
+        pytest.param([stored()], -1, pending("conversion before first exposure"), id="before"),
+    ],
+)
+def test_conversions_that_cannot_apply(
+    parts: list[Participation], hours: float, result: Result
+) -> None:
+    batch = Batch(parts)
+    assert batch.conversion(conversion(hours)) == result
+    assert batch.conversions == [] and batch.touched() == []
+
+
+def experiment(**fields: object) -> Experiment:
+    base: dict[str, object] = {
+        "id": EXP,
+        "name": "x",
+        "is_active": True,
+        "status": "active",
+        "started_at": None,
+        "ended_at": None,
+    }
+    return Experiment(**(base | fields))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("fields", "result"),
+    [
+        pytest.param({}, None, id="running"),
+        pytest.param({"status": "draft"}, None, id="draft counts"),
+        pytest.param({"status": "paused"}, None, id="paused counts"),
+        pytest.param({"is_active": False}, skipped("experiment inactive"), id="inactive"),
+        pytest.param({"status": "completed"}, skipped("experiment ended"), id="completed"),
+        pytest.param({"status": "archived"}, skipped("experiment ended"), id="archived"),
+        pytest.param({"ended_at": h(0)}, skipped("experiment ended"), id="ended at event time"),
+        pytest.param({"ended_at": h(1)}, None, id="ends later"),
+        pytest.param({"started_at": h(1)}, skipped("experiment not started"), id="starts later"),
+        pytest.param({"started_at": h(0)}, None, id="starts at event time"),
+    ],
+)
+def test_experiment_refusal(fields: dict[str, object], result: Result | None) -> None:
+    assert experiment(**fields).refusal(h(0)) == result
