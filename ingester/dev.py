@@ -10,8 +10,6 @@ Ctrl-C or SIGTERM, and stops everything it started.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -81,19 +79,21 @@ def write_env_file(path: Path, env: dict[str, str]) -> None:
 
 
 def _kill_stale_children() -> None:
+    """Stop the serve/consume processes a killed ``ingester dev`` left behind (they hold the
+    ports), and wait until they are gone."""
     if not CHILDREN_PID_FILE.exists():
         return
-    for raw in CHILDREN_PID_FILE.read_text().split():
-        with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
-            pid = int(raw)
-            cmdline = Path(f"/proc/{pid}/cmdline")
-            if cmdline.exists() and b"ingester" in cmdline.read_bytes():
-                os.kill(pid, signal.SIGTERM)
+    pids = [int(raw) for raw in CHILDREN_PID_FILE.read_text().split() if raw.isdigit()]
+    devstack.terminate_pids(pids, marker=b"ingester")
     CHILDREN_PID_FILE.unlink(missing_ok=True)
 
 
-async def _prepare(settings: Settings) -> None:
+async def _prepare(settings: Settings, *, seed_demo: bool) -> None:
     await migrate.migrate(settings.require_database_url(), migrate.migrations_dir(settings))
+    if seed_demo:
+        from ingester.devseed import seed
+
+        await seed(settings.require_database_url())
     await create_topics(settings)
 
 
@@ -155,7 +155,7 @@ def run_dev(settings: Settings) -> int:
         env = stack_env(settings, stack)
         write_env_file(DEV_ENV_FILE, env)
         effective = load()  # the file just written, under the real environment
-        asyncio.run(_prepare(effective))
+        asyncio.run(_prepare(effective, seed_demo=stack.postgres is not None))
         children = [_spawn("serve"), _spawn("consume")]
         CHILDREN_PID_FILE.write_text(" ".join(str(c.pid) for c in children))
         print(_banner(effective, env), flush=True)

