@@ -1,0 +1,86 @@
+"""Kit (formerly ConvertKit) webhooks (SPEC 4.4): a batch of 1..100 events per request.
+
+Verification: ``X-Kit-Signature: t=..,v1=..[,v1=..]`` where each ``v1`` is an HMAC-SHA256
+of ``"{t}.{raw body}"``; a request is genuine when any ``v1`` matches any configured secret,
+so secrets can be rotated without downtime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ingest import fields, times
+from ingest.endpoint import Endpoint, Incoming
+from ingest.errors import NotConfigured
+from ingest.records import SOURCE_KIT, Record, cloudevent
+from ingest.verify import verify_timestamped
+from ingester.settings import Settings
+
+SIGNATURE_HEADER = "X-Kit-Signature"
+MAX_EVENTS = 100
+
+
+def verify(
+    headers: Mapping[str, str],
+    raw: bytes,
+    *,
+    secrets: Iterable[str],
+    now: float,
+    tolerance_s: float,
+) -> None:
+    verify_timestamped(headers, SIGNATURE_HEADER, raw, secrets, now=now, tolerance_s=tolerance_s)
+
+
+def subscriber_email(subscriber: Any, path: str) -> str:
+    """The partition key of every Kit event: the subscriber's lower-cased email."""
+    subscriber = fields.require_object(subscriber, path)
+    email = fields.require_text(subscriber.get("email_address"), f"{path}.email_address")
+    return email.strip().lower()
+
+
+def build_records(body: dict[str, Any], received_at: str) -> list[Record]:
+    events = fields.require_list(body.get("events"), "events", minimum=1, maximum=MAX_EVENTS)
+    records = []
+    for index, item in enumerate(events):
+        path = f"events[{index}]"
+        event = fields.require_object(item, path)
+        event_id = fields.require_id(event.get("id"), f"{path}.id")
+        event_type = fields.require_text(event.get("type"), f"{path}.type")
+        email = subscriber_email(fields.dig(event, "data", "subscriber"), f"{path}.data.subscriber")
+        records.append(
+            cloudevent(
+                source=SOURCE_KIT,
+                event_id=event_id,
+                event_type=f"kit.{event_type}",
+                time=times.first(times.lenient(event.get("created")), default=received_at),
+                partition_key=email,
+                value=fields.dumps(event),
+                received_at=received_at,
+            )
+        )
+    return records
+
+
+def accept(settings: Settings, incoming: Incoming) -> list[Record]:
+    if not settings.kit_webhook_secrets:
+        raise NotConfigured("Kit webhooks are not configured")
+    verify(
+        incoming.headers,
+        incoming.raw,
+        secrets=settings.kit_webhook_secrets,
+        now=incoming.now,
+        tolerance_s=settings.signature_tolerance_s,
+    )
+    return build_records(fields.parse_object(incoming.raw), incoming.received_at)
+
+
+ENDPOINT = Endpoint(
+    name="kit",
+    path="/webhooks/kit",
+    summary="Kit webhook: a batch of 1..100 events, one record each on ingest.kit.v1",
+    security="X-Kit-Signature t=..,v1=..[,v1=..] (HMAC-SHA256 of '{t}.{body}', any "
+    "configured KIT_WEBHOOK_SECRET)",
+    enabled=lambda s: bool(s.kit_webhook_secrets),
+    accept=accept,
+)

@@ -1,0 +1,87 @@
+"""Legacy Kit (ConvertKit v3) hooks (SPEC 4.5): unsigned, one subscriber per request.
+
+The ``{token}`` path segment must equal ``KIT_LEGACY_TOKEN``. Legacy hooks carry no event
+id, so one is derived from (event name, subscriber id, state, body hash): a retried delivery
+of the same body gets the same id and is deduplicated by the consumers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from ingest import fields
+from ingest.endpoint import Endpoint, Incoming
+from ingest.errors import BadCredentials, BadRequest, NotConfigured
+from ingest.providers.kit import subscriber_email
+from ingest.records import SOURCE_KIT, Record, cloudevent
+from ingest.verify import equal
+from ingester.settings import Settings
+
+# e.g. subscriber.subscriber_activate, subscriber.tag_add
+_EVENT_NAME = re.compile(r"[a-z0-9_]{1,64}(\.[a-z0-9_]{1,64}){0,3}")
+
+
+def verify(token: str, *, expected: str) -> None:
+    if not equal(token.encode(), expected.encode()):
+        raise BadCredentials("token does not match")
+
+
+def derive_id(event_name: str, subscriber: dict[str, Any], raw: bytes) -> str:
+    parts = (
+        event_name,
+        str(subscriber.get("id", "")),
+        str(subscriber.get("state", "")),
+        hashlib.sha256(raw).hexdigest(),
+    )
+    return "legacy-" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+def build_records(
+    event_name: str, body: dict[str, Any], raw: bytes, received_at: str
+) -> list[Record]:
+    if not _EVENT_NAME.fullmatch(event_name):
+        raise BadRequest("event_name: must look like subscriber.subscriber_activate")
+    subscriber = fields.require_object(body.get("subscriber"), "subscriber")
+    email = subscriber_email(subscriber, "subscriber")
+    event_id = derive_id(event_name, subscriber, raw)
+    value = {
+        "id": event_id,
+        "type": event_name,
+        "created": received_at,
+        "data": {"subscriber": subscriber},
+        "legacy": True,
+    }
+    return [
+        cloudevent(
+            source=SOURCE_KIT,
+            event_id=event_id,
+            event_type=f"kit.{event_name}",
+            # Legacy hooks carry no event time; the receive time is the best available.
+            time=received_at,
+            partition_key=email,
+            value=fields.dumps(value),
+            received_at=received_at,
+        )
+    ]
+
+
+def accept(settings: Settings, incoming: Incoming) -> list[Record]:
+    if settings.kit_legacy_token is None:
+        raise NotConfigured("legacy Kit hooks are not configured")
+    verify(incoming.params.get("token", ""), expected=settings.kit_legacy_token)
+    body = fields.parse_object(incoming.raw)
+    return build_records(
+        incoming.params.get("event_name", ""), body, incoming.raw, incoming.received_at
+    )
+
+
+ENDPOINT = Endpoint(
+    name="kit_legacy",
+    path="/webhooks/kit/legacy/{token}/{event_name}",
+    summary="Legacy Kit hook: one subscriber, published to ingest.kit.v1 with a derived id",
+    security="{token} path segment equal to KIT_LEGACY_TOKEN",
+    enabled=lambda s: s.kit_legacy_token is not None,
+    accept=accept,
+)

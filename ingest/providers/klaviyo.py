@@ -1,0 +1,126 @@
+"""Klaviyo system webhooks (SPEC 4.2): a batch of up to 1000 events per request.
+
+Verification: ``Klaviyo-Signature`` is the lower-case hex HMAC-SHA256 of the raw body
+followed by the ``Klaviyo-Timestamp`` header value exactly as received; that timestamp (an
+HTTP date) must be within the tolerance, and ``meta.klaviyo_webhook_id`` must equal the
+``Klaviyo-Webhook-Id`` header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ingest import fields, times
+from ingest.endpoint import Endpoint, Incoming
+from ingest.errors import NotConfigured, WebhookIdMismatch
+from ingest.records import SOURCE_KLAVIYO, Record, cloudevent
+from ingest.verify import (
+    check_hex_signature,
+    check_timestamp,
+    equal,
+    header_bytes,
+    hmac_sha256_hex,
+    parse_http_date,
+    require_header,
+)
+from ingester.settings import Settings
+
+WEBHOOK_ID_HEADER = "Klaviyo-Webhook-Id"
+TIMESTAMP_HEADER = "Klaviyo-Timestamp"
+SIGNATURE_HEADER = "Klaviyo-Signature"
+MAX_EVENTS = 1000
+
+
+def signature(secret: str, raw: bytes, timestamp: str) -> str:
+    """What Klaviyo sends in ``Klaviyo-Signature`` (used by ``send-sample`` and the tests)."""
+    return hmac_sha256_hex(secret, raw + header_bytes(timestamp))
+
+
+def verify(
+    headers: Mapping[str, str], raw: bytes, *, secret: str, now: float, tolerance_s: float
+) -> str:
+    """Check the signature and the timestamp; return the ``Klaviyo-Webhook-Id`` header, which
+    :func:`check_webhook_id` compares with the body once it is parsed."""
+    webhook_id = require_header(headers, WEBHOOK_ID_HEADER)
+    sent = require_header(headers, TIMESTAMP_HEADER)
+    given = require_header(headers, SIGNATURE_HEADER)
+    check_timestamp(parse_http_date(sent, TIMESTAMP_HEADER), now, tolerance_s)
+    # The timestamp is signed exactly as received, so the raw header value is used, not
+    # the stripped one.
+    exact = headers.get(TIMESTAMP_HEADER.lower(), sent)
+    check_hex_signature((signature(secret, raw, exact),), (given,), SIGNATURE_HEADER)
+    return webhook_id
+
+
+def check_webhook_id(body: dict[str, Any], webhook_id: str) -> None:
+    claimed = fields.dig(body, "meta", "klaviyo_webhook_id")
+    if not isinstance(claimed, str) or not equal(claimed.encode(), webhook_id.encode()):
+        raise WebhookIdMismatch()
+
+
+def profile_id(element: dict[str, Any]) -> str | None:
+    return fields.text_or_none(
+        fields.dig(element, "payload", "data", "relationships", "profile", "data", "id")
+    )
+
+
+def event_time(element: dict[str, Any], body: dict[str, Any], received_at: str) -> str:
+    """The event's own datetime, else its epoch timestamp, else when Klaviyo sent the batch."""
+    attributes = fields.dig(element, "payload", "data", "attributes")
+    return times.first(
+        times.from_iso(fields.dig(attributes, "datetime")),
+        times.from_epoch(fields.dig(attributes, "timestamp")),
+        times.lenient(fields.dig(body, "meta", "timestamp")),
+        default=received_at,
+    )
+
+
+def build_records(body: dict[str, Any], received_at: str) -> list[Record]:
+    data = fields.require_list(body.get("data"), "data", minimum=0, maximum=MAX_EVENTS)
+    records = []
+    for index, item in enumerate(data):
+        path = f"data[{index}]"
+        element = fields.require_object(item, path)
+        external_id = fields.require_text(element.get("external_id"), f"{path}.external_id")
+        topic = fields.require_text(element.get("topic"), f"{path}.topic")
+        records.append(
+            cloudevent(
+                source=SOURCE_KLAVIYO,
+                event_id=external_id,
+                event_type=f"klaviyo.{topic}",
+                time=event_time(element, body, received_at),
+                # An event without a profile (none of today's topics) still needs a key;
+                # its own id spreads such events evenly.
+                partition_key=profile_id(element) or external_id,
+                value=fields.dumps(element),
+                received_at=received_at,
+            )
+        )
+    return records
+
+
+def accept(settings: Settings, incoming: Incoming) -> list[Record]:
+    if settings.klaviyo_webhook_secret is None:
+        raise NotConfigured("Klaviyo system webhooks are not configured")
+    webhook_id = verify(
+        incoming.headers,
+        incoming.raw,
+        secret=settings.klaviyo_webhook_secret,
+        now=incoming.now,
+        tolerance_s=settings.signature_tolerance_s,
+    )
+    body = fields.parse_object(incoming.raw)
+    check_webhook_id(body, webhook_id)
+    return build_records(body, incoming.received_at)
+
+
+ENDPOINT = Endpoint(
+    name="klaviyo",
+    path="/webhooks/klaviyo",
+    summary="Klaviyo system webhook: a batch of events, one record each on ingest.klaviyo.v1",
+    security="Klaviyo-Signature: hex HMAC-SHA256 of body + Klaviyo-Timestamp; "
+    "Klaviyo-Webhook-Id equal to meta.klaviyo_webhook_id",
+    enabled=lambda s: s.klaviyo_webhook_secret is not None,
+    accept=accept,
+)

@@ -1,0 +1,63 @@
+"""Klaviyo flow-webhook action (SPEC 4.3): the body is the JSON template documented in
+docs/topics.md, one profile per request.
+
+Klaviyo does not sign flow webhooks, so the secret is the ``{token}`` path segment, compared
+in constant time with ``KLAVIYO_FLOW_TOKEN``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ingest import fields, times
+from ingest.endpoint import Endpoint, Incoming
+from ingest.errors import BadCredentials, NotConfigured
+from ingest.records import SOURCE_KLAVIYO, Record, cloudevent
+from ingest.verify import equal
+from ingester.settings import Settings
+
+EVENT_TYPE = "klaviyo.flow.profile"
+
+
+def verify(token: str, *, expected: str) -> None:
+    if not equal(token.encode(), expected.encode()):
+        raise BadCredentials("token does not match")
+
+
+def build_records(
+    body: dict[str, Any], received_at: str, *, raw: bytes | None = None
+) -> list[Record]:
+    """One record whose value is the whole posted body (``raw`` when given, so the bytes
+    published are exactly the bytes received)."""
+    event_id = fields.require_id(body.get("event_id"), "event_id")
+    profile = fields.require_object(body.get("profile"), "profile")
+    profile_id = fields.require_text(profile.get("id"), "profile.id")
+    return [
+        cloudevent(
+            source=SOURCE_KLAVIYO,
+            event_id=event_id,
+            event_type=EVENT_TYPE,
+            time=times.first(times.lenient(body.get("occurred_at")), default=received_at),
+            partition_key=profile_id,
+            value=raw if raw is not None else fields.dumps(body),
+            received_at=received_at,
+        )
+    ]
+
+
+def accept(settings: Settings, incoming: Incoming) -> list[Record]:
+    if settings.klaviyo_flow_token is None:
+        raise NotConfigured("Klaviyo flow webhooks are not configured")
+    verify(incoming.params.get("token", ""), expected=settings.klaviyo_flow_token)
+    body = fields.parse_object(incoming.raw)
+    return build_records(body, incoming.received_at, raw=incoming.raw)
+
+
+ENDPOINT = Endpoint(
+    name="klaviyo_flow",
+    path="/webhooks/klaviyo/flow/{token}",
+    summary="Klaviyo flow-webhook action: one profile, published to ingest.klaviyo.v1",
+    security="{token} path segment equal to KLAVIYO_FLOW_TOKEN",
+    enabled=lambda s: s.klaviyo_flow_token is not None,
+    accept=accept,
+)

@@ -1,0 +1,96 @@
+"""RevenueCat webhooks (SPEC 4.1): one ``event`` per request.
+
+Verification: the ``Authorization`` header must equal ``REVENUECAT_AUTHORIZATION``; when
+``REVENUECAT_WEBHOOK_SECRET`` is set, ``X-RevenueCat-Webhook-Signature: t=..,v1=..`` must
+be an HMAC-SHA256 of ``"{t}.{raw body}"`` within the timestamp tolerance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ingest import fields, times
+from ingest.endpoint import Endpoint, Incoming
+from ingest.errors import BadCredentials, BadRequest, NotConfigured
+from ingest.records import SOURCE_REVENUECAT, Record, cloudevent
+from ingest.verify import equal, header_bytes, require_header, verify_timestamped
+from ingester.settings import Settings
+
+SIGNATURE_HEADER = "X-RevenueCat-Webhook-Signature"
+
+
+def verify(
+    headers: Mapping[str, str],
+    raw: bytes,
+    *,
+    authorization: str,
+    secret: str | None,
+    now: float,
+    tolerance_s: float,
+) -> None:
+    given = require_header(headers, "Authorization")
+    if not equal(header_bytes(given), authorization.encode()):
+        raise BadCredentials("Authorization does not match")
+    if secret is not None:
+        verify_timestamped(
+            headers, SIGNATURE_HEADER, raw, (secret,), now=now, tolerance_s=tolerance_s
+        )
+
+
+def partition_key(event: dict[str, Any]) -> str:
+    """The original app user id, else the app user id; a TRANSFER has neither and uses the
+    first id it was transferred from."""
+    for key in ("original_app_user_id", "app_user_id"):
+        value = fields.text_or_none(event.get(key))
+        if value is not None:
+            return value
+    moved = event.get("transferred_from")
+    if isinstance(moved, list) and moved and fields.text_or_none(moved[0]) is not None:
+        return str(moved[0])
+    raise BadRequest("event.app_user_id: is required (or event.transferred_from for TRANSFER)")
+
+
+def build_records(body: dict[str, Any], received_at: str) -> list[Record]:
+    event = fields.require_object(body.get("event"), "event")
+    event_id = fields.require_text(event.get("id"), "event.id")
+    event_type = fields.require_text(event.get("type"), "event.type")
+    return [
+        cloudevent(
+            source=SOURCE_REVENUECAT,
+            event_id=event_id,
+            event_type=f"revenuecat.{event_type}",
+            time=times.first(
+                times.from_epoch(event.get("event_timestamp_ms"), scale=1000.0),
+                default=received_at,
+            ),
+            partition_key=partition_key(event),
+            value=fields.dumps(event),
+            received_at=received_at,
+        )
+    ]
+
+
+def accept(settings: Settings, incoming: Incoming) -> list[Record]:
+    if settings.revenuecat_authorization is None:
+        raise NotConfigured("RevenueCat webhooks are not configured")
+    verify(
+        incoming.headers,
+        incoming.raw,
+        authorization=settings.revenuecat_authorization,
+        secret=settings.revenuecat_webhook_secret,
+        now=incoming.now,
+        tolerance_s=settings.signature_tolerance_s,
+    )
+    return build_records(fields.parse_object(incoming.raw), incoming.received_at)
+
+
+ENDPOINT = Endpoint(
+    name="revenuecat",
+    path="/webhooks/revenuecat",
+    summary="RevenueCat webhook: one event, published to ingest.revenuecat.v1",
+    security="Authorization header equal to REVENUECAT_AUTHORIZATION; optional "
+    "X-RevenueCat-Webhook-Signature t=..,v1=.. (HMAC-SHA256 of '{t}.{body}')",
+    enabled=lambda s: s.revenuecat_authorization is not None,
+    accept=accept,
+)

@@ -1,0 +1,95 @@
+"""``ingester serve``: the ingest app under uvicorn, with a graceful SIGTERM.
+
+On SIGTERM (or SIGINT) uvicorn stops accepting connections, lets in-flight requests finish
+(each is answered only after Kafka acknowledged its records), then the lifespan flushes and
+closes the producer and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import signal
+import socket
+import threading
+from collections.abc import Callable, Generator
+from typing import Any
+
+import uvicorn
+
+from ingest.app import create_app
+from ingest.publisher import Publisher
+from ingester.logs import configure
+from ingester.settings import Settings
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _available(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, minus re-raising the captured signal after a graceful shutdown
+    (which would end the process by the signal instead of exiting 0)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in _SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def make_server(
+    settings: Settings,
+    *,
+    publisher: Publisher | None = None,
+    host: str = "0.0.0.0",  # noqa: S104 - a container serves on every interface
+) -> Server:
+    config = uvicorn.Config(
+        create_app(settings, publisher),
+        host=host,
+        port=settings.port,
+        http="httptools" if _available("httptools") else "h11",
+        loop="none",  # the loop is chosen by run() (uvloop when installed)
+        lifespan="on",
+        # The app logs one JSON line per request itself, with the route template instead
+        # of the URL (token paths are secrets).
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_deadline_s)),
+    )
+    return Server(config)
+
+
+async def serve(settings: Settings, *, sockets: list[socket.socket] | None = None) -> None:
+    """Serve until SIGTERM/SIGINT; in-flight requests finish before this returns."""
+    server = make_server(settings)
+    await server.serve(sockets=sockets)
+    if not server.started:
+        raise RuntimeError(f"the ingest server could not start on port {settings.port}")
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if not _available("uvloop"):
+        return None
+    import uvloop
+
+    factory: Callable[[], Any] = uvloop.new_event_loop
+    return factory
+
+
+def run(settings: Settings) -> int:
+    """Blocking entry point of ``ingester serve``; 0 after a graceful shutdown."""
+    configure(settings.log_level)
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(serve(settings))
+    return 0

@@ -1,0 +1,73 @@
+"""Provider event times -> RFC 3339 UTC (``ce_time``).
+
+Providers' times are read leniently (a malformed or absent time falls back to the next
+source, finally the receive time) because rejecting a provider's whole delivery over a
+timestamp format change would stall it. First-party events are held to strict RFC 3339.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from ingest.records import rfc3339
+
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})"
+)
+# Epoch values outside 1970..2200 are rejected as nonsense rather than overflowing.
+_MAX_EPOCH_S = 7_258_118_400
+
+
+def _normalise(moment: datetime) -> str | None:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        return rfc3339(moment)
+    except (OverflowError, ValueError):
+        return None
+
+
+def from_iso(value: Any) -> str | None:
+    """ISO 8601 / RFC 3339 text (a time without an offset is UTC) or None."""
+    if not isinstance(value, str) or not 10 <= len(value) <= 40:
+        return None
+    text = value.strip()
+    if text[-1:] == "z":
+        text = text[:-1] + "Z"
+    try:
+        return _normalise(datetime.fromisoformat(text))
+    except ValueError:
+        return None
+
+
+def from_epoch(value: Any, *, scale: float = 1.0) -> str | None:
+    """A number of seconds (``scale=1``) or milliseconds (``scale=1000``) since the epoch."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    seconds = value / scale
+    if not 0 <= seconds <= _MAX_EPOCH_S:
+        return None
+    return rfc3339(datetime.fromtimestamp(seconds, UTC))
+
+
+def lenient(value: Any) -> str | None:
+    """An ISO 8601 string or epoch seconds (number or digit string), else None."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return from_epoch(int(value.strip()))
+    return from_iso(value) or from_epoch(value)
+
+
+def strict_rfc3339(value: Any) -> str | None:
+    """RFC 3339 date-time with an explicit offset, normalised to UTC; None when invalid."""
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        return None
+    return from_iso(value)
+
+
+def first(*candidates: str | None, default: str) -> str:
+    for candidate in candidates:
+        if candidate is not None:
+            return candidate
+    return default

@@ -1,0 +1,89 @@
+"""The app object itself, in process (no broker): construction, metrics, OpenAPI, errors."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from ingest.app import create_app, request_id
+from ingest.registry import ENDPOINTS
+from ingester.settings import Settings
+
+SETTINGS = Settings(events_api_key="k", kit_legacy_token="legacy")
+METRIC_NAMES = (
+    "ingest_requests_total",
+    "ingest_signature_failures_total",
+    "ingest_produce_latency_seconds",
+    "ingest_records_produced_total",
+    "ingest_request_duration_seconds",
+    "ingest_producer_ready",
+)
+
+
+def client_for(settings: Settings = SETTINGS) -> httpx.AsyncClient:
+    # No lifespan runs under ASGITransport, so no publisher exists: requests that pass
+    # verification end in 503, which is what an unconnected producer must answer.
+    transport = httpx.ASGITransport(app=create_app(settings))
+    return httpx.AsyncClient(transport=transport, base_url="http://ingest")
+
+
+async def test_app_can_be_created_twice_in_one_process() -> None:
+    async with client_for() as first, client_for() as second:
+        for client in (first, second):
+            assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_metrics_expose_every_ingest_metric() -> None:
+    async with client_for() as client:
+        await client.post("/events", content=b"{}", headers={"authorization": "Bearer no"})
+        text = (await client.get("/metrics")).text
+    for name in METRIC_NAMES:
+        assert f"# TYPE {name.removesuffix('_total')}" in text
+    assert 'ingest_requests_total{endpoint="events",status="401"} 1.0' in text
+
+
+async def test_openapi_lists_every_endpoint() -> None:
+    async with client_for() as client:
+        spec = (await client.get("/openapi.json")).json()
+    assert spec["openapi"].startswith("3.")
+    for endpoint in ENDPOINTS:
+        operation = spec["paths"][endpoint.path]["post"]
+        assert str(endpoint.success_status) in operation["responses"]
+
+
+async def test_accepted_request_without_a_producer_is_503_with_retry_after() -> None:
+    body = b'{"subscriber": {"id": 1, "email_address": "a@b.c", "state": "active"}}'
+    async with client_for() as client:
+        response = await client.post(
+            "/webhooks/kit/legacy/legacy/subscriber.subscriber_activate", content=body
+        )
+        ready = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.json()["error"] == "unavailable"
+    assert ready.status_code == 503
+
+
+async def test_errors_are_json() -> None:
+    async with client_for() as client:
+        unknown = await client.get("/nope")
+        wrong_method = await client.get("/events")
+    assert unknown.status_code == 404
+    assert unknown.json() == {"error": "not_found", "detail": "not found"}
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        pytest.param("abc-123", True, id="token"),
+        pytest.param("a" * 65, False, id="too long"),
+        pytest.param("a b", False, id="space"),
+        pytest.param(None, False, id="absent"),
+    ],
+)
+def test_request_id(given: str | None, kept: bool) -> None:
+    headers = {} if given is None else {"x-request-id": given}
+    assert (request_id(headers) == given) is kept
+    assert request_id(headers)
