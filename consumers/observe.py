@@ -1,0 +1,54 @@
+"""What a batch came to, as a report for the caller and as metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from consumers import metrics
+from consumers.apply import Disposition, Report
+from consumers.decode import Item
+from consumers.dlq import DeadLetter
+from consumers.pending import RetryReport
+from ingest.records import CE_SOURCE
+
+
+@dataclass(slots=True)
+class BatchReport:
+    size: int
+    counts: dict[str, int] = field(default_factory=dict)  # disposition -> events
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+def observe_batch(
+    items: Sequence[Item], reports: Sequence[Report], dead: Sequence[DeadLetter]
+) -> BatchReport:
+    """Record a processed batch: its size per source, each committed transaction's handler
+    latency, and one outcome per event (applied, duplicate, skipped, pending or dead)."""
+    sizes: dict[str, int] = {}
+    for item in items:
+        source = item.event.source if item.event else (item.raw.header(CE_SOURCE) or "?")
+        sizes[source] = sizes.get(source, 0) + 1
+    for source, size in sizes.items():
+        metrics.BATCH_SIZE.labels(source).observe(size)
+    batch = BatchReport(size=len(items), dead=list(dead))
+    for report in reports:
+        for source, seconds in report.latency_s.items():
+            metrics.APPLY_LATENCY.labels(source).observe(seconds)
+        for settled in report.settled:
+            outcome = settled.disposition.value
+            metrics.EVENTS.labels(settled.event.source, outcome).inc()
+            batch.counts[outcome] = batch.counts.get(outcome, 0) + 1
+    for letter in dead:
+        metrics.EVENTS.labels(letter.source or "?", Disposition.DEAD.value).inc()
+    if dead:
+        batch.counts[Disposition.DEAD.value] = len(dead)
+    return batch
+
+
+def observe_pending(report: RetryReport) -> None:
+    """Parked events were counted as ``pending`` when parked; those a retry settles count
+    once more under their final outcome."""
+    for (source, outcome), events in report.counts.items():
+        if outcome != Disposition.PENDING.value:
+            metrics.EVENTS.labels(source, outcome).inc(events)

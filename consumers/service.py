@@ -1,0 +1,118 @@
+"""A whole consumer process around a :class:`~consumers.runner.Runner`: clients, health
+server, signals and the shutdown order. ``ingester consume`` is this with the built-in
+handlers; an internal team runs it with its own (see docs/consumers.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import asyncpg
+
+from consumers import db
+from consumers.health import HealthServer
+from consumers.registry import topics_for
+from consumers.runner import Runner
+from consumers.types import Handler
+from ingester.kafka import make_consumer, make_producer
+from ingester.settings import Settings
+
+log = logging.getLogger("consumers.service")
+
+
+async def run_service(
+    settings: Settings,
+    handlers: Iterable[Handler],
+    *,
+    topics: Sequence[str] | None = None,
+    scope: str = "",
+    consumer_options: Mapping[str, Any] | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Consume ``topics`` (default: the topics of the handlers' sources) with ``handlers``
+    in the group ``settings.consumer_group`` until SIGTERM/SIGINT (or ``stop``).
+
+    The signal only sets a flag: the batch in flight finishes within
+    ``settings.shutdown_deadline_s`` and commits its offsets, then the consumer leaves the
+    group, and the consumer, producer and pool close in that order. Returns 0; startup and
+    runtime failures propagate to the caller.
+    """
+    by_source = {h.source: h for h in handlers}
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        return await _serve(
+            settings,
+            by_source,
+            topics or topics_for(settings.topic_prefix, by_source),
+            scope,
+            consumer_options or {},
+            stop,
+        )
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+async def _serve(
+    settings: Settings,
+    handlers: dict[str, Handler],
+    topics: Sequence[str],
+    scope: str,
+    consumer_options: Mapping[str, Any],
+    stop: asyncio.Event,
+) -> int:
+    pool = await asyncpg.create_pool(
+        settings.require_database_url(), min_size=1, max_size=settings.db_pool_max
+    )
+    producer = make_producer(settings)
+    consumer = make_consumer(settings, *topics, **consumer_options)
+    health: HealthServer | None = None
+    try:
+        await producer.start()
+        await consumer.start()
+        runner = Runner(settings, handlers, pool, consumer, producer, scope=scope)
+        health = HealthServer(readiness_probe(runner, pool), settings.consumer_metrics_port)
+        await health.start()
+        log.info(
+            "consuming",
+            extra={
+                "topics": list(topics),
+                "group": settings.consumer_group,
+                "metrics_port": health.port,
+            },
+        )
+        await runner.run(stop)
+        log.info("stopped")
+        return 0
+    finally:
+        await consumer.stop()  # leaves the group; offsets were committed batch by batch
+        await producer.stop()
+        await pool.close()
+        if health is not None:
+            await health.stop()
+
+
+def readiness_probe(runner: Runner, pool: asyncpg.Pool) -> Callable[[], Awaitable[dict[str, bool]]]:
+    """/readyz: the consumer holds partitions and the database answers."""
+
+    async def probe() -> dict[str, bool]:
+        return {"consumer": runner.ready, "database": await database_ok(pool)}
+
+    return probe
+
+
+async def database_ok(pool: asyncpg.Pool, timeout_s: float = 1.0) -> bool:
+    try:
+        async with asyncio.timeout(timeout_s), db.connection(pool) as conn:
+            await conn.fetchval("SELECT 1")
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return False
+    return True

@@ -1,0 +1,267 @@
+"""The runtime's bookkeeping tables: inbox, pending, skipped, dead letters.
+
+Every write is one statement for the whole batch (``unnest`` of parallel arrays). Payloads
+travel as JSON text cast to ``jsonb`` in SQL, so no connection needs a custom codec.
+
+``scope`` namespaces the ``source`` column for runtimes other than the ingester's own
+consumers (an internal team applying the same topics to its own tables): the inbox key
+becomes ``"{scope}/{source}"`` so the two never see each other's events as duplicates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+import orjson
+
+from consumers.types import Event, Position
+
+
+def stored_source(source: str, scope: str = "") -> str:
+    return f"{scope}/{source}" if scope else source
+
+
+def original_source(stored: str, scope: str = "") -> str:
+    return stored.removeprefix(f"{scope}/") if scope else stored
+
+
+def dumps(data: object) -> str:
+    return orjson.dumps(data).decode()
+
+
+CLAIM_INBOX = """
+INSERT INTO ingest_inbox (source, event_id, topic, partition, "offset")
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[])
+ON CONFLICT (source, event_id) DO NOTHING
+RETURNING source, event_id
+"""
+
+
+async def claim_inbox(
+    conn: asyncpg.Connection, events: Sequence[Event], scope: str = ""
+) -> set[tuple[str, str]]:
+    """Record each event as seen; return the (source, id) pairs that were new. The events
+    must have distinct (source, id) pairs."""
+    if not events:
+        return set()
+    rows = await conn.fetch(
+        CLAIM_INBOX,
+        [stored_source(e.source, scope) for e in events],
+        [e.id for e in events],
+        [e.position.topic if e.position else None for e in events],
+        [e.position.partition if e.position else None for e in events],
+        [e.position.offset if e.position else None for e in events],
+    )
+    return {(original_source(r["source"], scope), r["event_id"]) for r in rows}
+
+
+RELEASE_INBOX = """
+DELETE FROM ingest_inbox i
+USING unnest($1::text[], $2::text[]) AS k(source, event_id)
+WHERE i.source = k.source AND i.event_id = k.event_id
+"""
+
+
+async def release_inbox(
+    conn: asyncpg.Connection, keys: Sequence[tuple[str, str]], scope: str = ""
+) -> None:
+    """Forget events so a later replay of them applies (used when they are dead-lettered)."""
+    if keys:
+        await conn.execute(
+            RELEASE_INBOX, [stored_source(s, scope) for s, _ in keys], [i for _, i in keys]
+        )
+
+
+PARK_PENDING = """
+INSERT INTO ingest_pending
+    (source, event_id, event_type, event_time, partition_key, payload, reason)
+SELECT s, i, t, tm, k, p::jsonb, r
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
+            $7::text[]) AS x(s, i, t, tm, k, p, r)
+ON CONFLICT (source, event_id) DO UPDATE
+SET reason = EXCLUDED.reason,
+    attempts = ingest_pending.attempts + 1,
+    last_attempt_at = now()
+"""
+
+
+async def park_pending(
+    conn: asyncpg.Connection, parked: Sequence[tuple[Event, str]], scope: str = ""
+) -> None:
+    """Park events whose target row does not exist yet; a second park counts an attempt."""
+    if not parked:
+        return
+    await conn.execute(
+        PARK_PENDING,
+        [stored_source(e.source, scope) for e, _ in parked],
+        [e.id for e, _ in parked],
+        [e.type for e, _ in parked],
+        [e.time for e, _ in parked],
+        [e.partition_key for e, _ in parked],
+        [dumps(e.data) for e, _ in parked],
+        [reason for _, reason in parked],
+    )
+
+
+RECORD_SKIPPED = """
+INSERT INTO ingest_skipped (source, event_id, event_type, event_time, reason)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+ON CONFLICT (source, event_id) DO NOTHING
+"""
+
+
+async def record_skipped(
+    conn: asyncpg.Connection, skipped: Sequence[tuple[Event, str]], scope: str = ""
+) -> None:
+    if not skipped:
+        return
+    await conn.execute(
+        RECORD_SKIPPED,
+        [stored_source(e.source, scope) for e, _ in skipped],
+        [e.id for e, _ in skipped],
+        [e.type for e, _ in skipped],
+        [e.time for e, _ in skipped],
+        [reason for _, reason in skipped],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRow:
+    event: Event
+    reason: str
+    attempts: int
+    origin: Position | None  # where the event was first read, from the inbox
+
+
+SELECT_PENDING = """
+SELECT p.source, p.event_id, p.event_type, p.event_time, p.partition_key,
+       p.payload::text AS payload, p.reason, p.attempts,
+       i.topic, i.partition, i."offset"
+FROM ingest_pending p
+LEFT JOIN ingest_inbox i ON i.source = p.source AND i.event_id = p.event_id
+WHERE p.source = ANY($1::text[])
+  AND (p.event_time, p.source, p.event_id) > ($2::timestamptz, $3::text, $4::text)
+ORDER BY p.event_time, p.source, p.event_id
+LIMIT $5
+"""
+
+
+async def select_pending(
+    conn: asyncpg.Connection,
+    sources: Iterable[str],
+    after: tuple[datetime, str, str],
+    limit: int,
+    scope: str = "",
+) -> list[PendingRow]:
+    """Pending events in provider-time order, after the keyset cursor ``after``
+    (event_time, stored source, event_id)."""
+    rows = await conn.fetch(
+        SELECT_PENDING, [stored_source(s, scope) for s in sources], *after, limit
+    )
+    return [_pending_row(r, scope) for r in rows]
+
+
+def _pending_row(row: asyncpg.Record, scope: str) -> PendingRow:
+    origin = None
+    if row["topic"] is not None and row["partition"] is not None and row["offset"] is not None:
+        origin = Position(row["topic"], row["partition"], row["offset"])
+    event = Event(
+        source=original_source(row["source"], scope),
+        id=row["event_id"],
+        type=row["event_type"],
+        time=row["event_time"],
+        partition_key=row["partition_key"],
+        data=orjson.loads(row["payload"]),
+    )
+    return PendingRow(event, row["reason"], row["attempts"], origin)
+
+
+LOCK_PENDING = """
+SELECT p.source, p.event_id
+FROM ingest_pending p
+JOIN unnest($1::text[], $2::text[]) AS k(source, event_id)
+  ON p.source = k.source AND p.event_id = k.event_id
+FOR UPDATE OF p SKIP LOCKED
+"""
+
+
+async def lock_pending(
+    conn: asyncpg.Connection, events: Sequence[Event], scope: str = ""
+) -> set[tuple[str, str]]:
+    """Lock the still-pending rows of ``events``; rows another worker holds are skipped."""
+    rows = await conn.fetch(
+        LOCK_PENDING, [stored_source(e.source, scope) for e in events], [e.id for e in events]
+    )
+    return {(original_source(r["source"], scope), r["event_id"]) for r in rows}
+
+
+DELETE_PENDING = """
+DELETE FROM ingest_pending p
+USING unnest($1::text[], $2::text[]) AS k(source, event_id)
+WHERE p.source = k.source AND p.event_id = k.event_id
+"""
+
+
+async def delete_pending(
+    conn: asyncpg.Connection, keys: Sequence[tuple[str, str]], scope: str = ""
+) -> None:
+    if keys:
+        await conn.execute(
+            DELETE_PENDING, [stored_source(s, scope) for s, _ in keys], [i for _, i in keys]
+        )
+
+
+LOG_DEAD_LETTERS = """
+INSERT INTO ingest_dead_letters (source, event_id, topic, partition, "offset", error_class, error)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::text[],
+                     $7::text[])
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRow:
+    source: str | None
+    event_id: str | None
+    position: Position
+    error_class: str
+    error: str
+
+
+async def log_dead_letters(conn: asyncpg.Connection, rows: Sequence[DeadLetterRow]) -> None:
+    if not rows:
+        return
+    await conn.execute(
+        LOG_DEAD_LETTERS,
+        [r.source for r in rows],
+        [r.event_id for r in rows],
+        [r.position.topic for r in rows],
+        [r.position.partition for r in rows],
+        [r.position.offset for r in rows],
+        [r.error_class for r in rows],
+        [r.error for r in rows],
+    )
+
+
+PENDING_SUMMARY = """
+SELECT reason, count(*) AS events, min(parked_at) AS oldest,
+       extract(epoch FROM now() - min(parked_at))::float8 AS oldest_age_s
+FROM ingest_pending
+GROUP BY reason
+ORDER BY reason
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCount:
+    reason: str
+    events: int
+    oldest: datetime
+    oldest_age_s: float
+
+
+async def pending_summary(conn: asyncpg.Connection) -> list[PendingCount]:
+    rows = await conn.fetch(PENDING_SUMMARY)
+    return [PendingCount(r["reason"], r["events"], r["oldest"], r["oldest_age_s"]) for r in rows]

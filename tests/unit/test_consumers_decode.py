@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from consumers.decode import DecodeError, RawRecord, committable, decode, decode_all, parse_time
+from consumers.types import Position
+from ingest.records import cloudevent
+
+
+def raw(
+    headers: tuple[tuple[str, bytes], ...],
+    value: bytes | None = b"{}",
+    offset: int = 0,
+    partition: int = 0,
+    key: bytes | None = b"k",
+) -> RawRecord:
+    return RawRecord("t", partition, offset, key, value, headers)
+
+
+def good_headers(**changes: bytes) -> tuple[tuple[str, bytes], ...]:
+    record = cloudevent(
+        source="kit",
+        event_id="evt-1",
+        event_type="kit.subscriber.activated",
+        time="2024-01-04T18:05:25.000Z",
+        partition_key="jane@example.com",
+        value=b"{}",
+        received_at="2024-01-04T18:05:26.000Z",
+    )
+    headers = dict(record.headers)
+    for name, value in changes.items():
+        headers[name] = value
+    return tuple((k, v) for k, v in headers.items() if v != b"<drop>")
+
+
+def test_decodes_a_cloudevent() -> None:
+    event = decode(raw(good_headers(), b'{"a": 1}', offset=7))
+    assert event.source == "kit"
+    assert event.id == "evt-1"
+    assert event.type == "kit.subscriber.activated"
+    assert event.time == datetime(2024, 1, 4, 18, 5, 25, tzinfo=UTC)
+    assert event.partition_key == "jane@example.com"
+    assert event.data == {"a": 1}
+    assert event.received_at == datetime(2024, 1, 4, 18, 5, 26, tzinfo=UTC)
+    assert event.position == Position("t", 0, 7)
+
+
+@pytest.mark.parametrize(
+    ("headers", "value", "message"),
+    [
+        pytest.param(good_headers(ce_id=b"<drop>"), b"{}", "missing header ce_id", id="no id"),
+        pytest.param(good_headers(ce_source=b""), b"{}", "missing header ce_source", id="empty"),
+        pytest.param(good_headers(ce_type=b"<drop>"), b"{}", "ce_type", id="no type"),
+        pytest.param(good_headers(ce_time=b"yesterday"), b"{}", "RFC 3339", id="bad time"),
+        pytest.param(good_headers(ce_specversion=b"0.3"), b"{}", "specversion", id="old spec"),
+        pytest.param(good_headers(), b"{not json", "not JSON", id="bad json"),
+        pytest.param(good_headers(), None, "no value", id="tombstone"),
+    ],
+)
+def test_undecodable_records_are_poison(
+    headers: tuple[tuple[str, bytes], ...], value: bytes | None, message: str
+) -> None:
+    with pytest.raises(DecodeError, match=message):
+        decode(raw(headers, value))
+
+
+def test_poison_names_the_event_when_it_can() -> None:
+    with pytest.raises(DecodeError) as caught:
+        decode(raw(good_headers(), b"nope"))
+    assert caught.value.event_id == "evt-1"
+
+
+def test_partition_key_falls_back_to_the_record_key() -> None:
+    event = decode(raw(good_headers(ce_partitionkey=b"<drop>"), key=b"from-key"))
+    assert event.partition_key == "from-key"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("2024-01-04T18:05:25Z", datetime(2024, 1, 4, 18, 5, 25, tzinfo=UTC), id="Z"),
+        pytest.param(
+            "2024-01-04T20:05:25+02:00", datetime(2024, 1, 4, 18, 5, 25, tzinfo=UTC), id="offset"
+        ),
+        pytest.param(
+            "2024-01-04T18:05:25", datetime(2024, 1, 4, 18, 5, 25, tzinfo=UTC), id="naive"
+        ),
+    ],
+)
+def test_parse_time(text: str, expected: datetime) -> None:
+    assert parse_time(text) == expected
+
+
+def test_decode_all_sorts_and_keeps_poison_in_place() -> None:
+    records = [
+        raw(good_headers(), b"{}", offset=2),
+        raw(good_headers(), b"bad", offset=1),
+        raw(good_headers(), b"{}", offset=0, partition=1),
+    ]
+    items = decode_all(records)
+    assert [(i.raw.partition, i.raw.offset) for i in items] == [(0, 1), (0, 2), (1, 0)]
+    assert items[0].event is None and isinstance(items[0].error, DecodeError)
+    assert items[1].event is not None
+
+
+def test_committable_is_the_next_offset_per_partition() -> None:
+    records = [raw((), offset=o, partition=p) for p, o in [(0, 4), (0, 9), (1, 3), (0, 5)]]
+    assert committable(records) == {("t", 0): 10, ("t", 1): 4}
