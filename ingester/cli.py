@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from ingester.settings import ConfigError, Settings, load
+from ingester.settings import DEV_ENV_FILE, ConfigError, Settings, load
 
 SOURCES = ("revenuecat", "klaviyo", "kit", "experiments")
 SAMPLES = ("revenuecat", "klaviyo", "klaviyo-flow", "kit", "events")
@@ -134,7 +134,8 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = load()
+        # `dev` writes the env file itself; reading a stale one would hide the real env.
+        settings = load(env_file=None if args.verb == "dev" else DEV_ENV_FILE)
         return dispatch(args, settings)
     except ConfigError as exc:
         print(f"ingester: configuration error: {exc}", file=sys.stderr)

@@ -124,6 +124,26 @@ def _spawn(verb: str) -> subprocess.Popen[bytes]:
     )
 
 
+def _wait_until_serving(
+    settings: Settings, children: list[subprocess.Popen[bytes]], timeout: float = 60.0
+) -> None:
+    """Block until ingest answers /healthz, so the banner never invites a refused request."""
+    import httpx
+
+    url = f"http://127.0.0.1:{settings.port}/healthz"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(child.poll() is not None for child in children):
+            return  # the main loop reports the exit code
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise devstack.StackError(f"ingest did not answer {url} within {timeout:.0f} s")
+
+
 def _stop_children(children: list[subprocess.Popen[bytes]], deadline_s: float) -> None:
     for child in children:
         if child.poll() is None:
@@ -158,6 +178,7 @@ def run_dev(settings: Settings) -> int:
         asyncio.run(_prepare(effective, seed_demo=stack.postgres is not None))
         children = [_spawn("serve"), _spawn("consume")]
         CHILDREN_PID_FILE.write_text(" ".join(str(c.pid) for c in children))
+        _wait_until_serving(effective, children)
         print(_banner(effective, env), flush=True)
         while all(child.poll() is None for child in children):
             time.sleep(0.5)

@@ -202,14 +202,12 @@ class TansuBroker:
             time.sleep(0.02)
 
     def stop_sync(self) -> None:
+        # SIGKILL: storage is memory-only, so there is nothing to flush, and Tansu does not
+        # exit promptly on SIGTERM once clients have produced.
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+            proc.kill()
+            proc.wait(timeout=10)
         if self.pid_file is not None:
             self.pid_file.unlink(missing_ok=True)
 
