@@ -1,4 +1,5 @@
-"""The consumer verbs of ``ingester``: consume, dlq list|replay, pending list|retry.
+"""The consumer verbs of ``ingester``: consume, dlq list|replay, pending list|retry,
+inbox prune.
 
 Each returns an exit code: 0 on success, 1 on failure with one line on stderr.
 """
@@ -259,4 +260,20 @@ async def _pending_retry(settings: Settings) -> int:
         f"applied {totals['applied']}, skipped {totals['skipped']}, dead {totals['dead']}, "
         f"still pending {sum(c.events for c in left)}"
     )
+    return 0
+
+
+async def inbox_prune(settings: Settings, older_than_days: int) -> int:
+    """Delete inbox rows older than ``older_than_days`` and print how many."""
+    from datetime import timedelta
+
+    from consumers.retention import prune_inbox
+
+    cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
+    try:
+        async with _pool(settings) as pool:
+            deleted = await prune_inbox(pool, cutoff)
+    except _FAILURES as exc:
+        return _fail("inbox prune", exc)
+    print(f"deleted {deleted} inbox rows processed before {cutoff.isoformat(timespec='seconds')}")
     return 0

@@ -54,6 +54,7 @@ class Settings:
     shutdown_deadline_s: float = 20.0
     consumer_metrics_port: int = 9100
     dlq_max_replays: int = 3
+    inbox_retention_days: int = 30
     db_pool_max: int = 10
 
     log_level: str = "INFO"
@@ -149,6 +150,7 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "SHUTDOWN_DEADLINE_S": ("shutdown_deadline_s", _float),
     "CONSUMER_METRICS_PORT": ("consumer_metrics_port", _int),
     "DLQ_MAX_REPLAYS": ("dlq_max_replays", _int),
+    "INBOX_RETENTION_DAYS": ("inbox_retention_days", lambda n, v: _int(n, v, 1)),
     "DB_POOL_MAX": ("db_pool_max", lambda n, v: _int(n, v, 1)),
     "LOG_LEVEL": ("log_level", lambda n, v: v.strip().upper()),
     "MIGRATIONS_DIR": ("migrations_dir", lambda n, v: _text(v)),

@@ -100,10 +100,12 @@ def config(objects: tuple[Obj, ...]) -> dict[str, str]:
 
 
 def pod_templates(objects: tuple[Obj, ...]) -> Iterator[tuple[Obj, Obj]]:
-    """(workload, pod spec) for every Deployment and Job."""
+    """(workload, pod spec) for every Deployment, Job and CronJob."""
     for o in objects:
         if o["kind"] in ("Deployment", "Job"):
             yield o, o["spec"]["template"]["spec"]
+        elif o["kind"] == "CronJob":
+            yield o, o["spec"]["jobTemplate"]["spec"]["template"]["spec"]
 
 
 def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -122,6 +124,7 @@ def test_renders_every_piece(objects: tuple[Obj, ...]) -> None:
         "ScaledObject": 1,
         "PodDisruptionBudget": 2,
         "Job": 1,
+        "CronJob": 1,
         "KafkaTopic": len(STREAMS) + 1,
         "ServiceMonitor": 1,
         "PodMonitor": 1,
@@ -370,6 +373,7 @@ def egress_namespaces(policy: Obj) -> set[str]:
         pytest.param("ingest", {"kafka", "kube-system"}, id="ingest: Kafka and DNS"),
         pytest.param("consumers", {"kafka", "postgres", "kube-system"}, id="consumers: +Postgres"),
         pytest.param("migrate", {"postgres", "kube-system"}, id="migrate: Postgres and DNS"),
+        pytest.param("inbox-prune", {"postgres", "kube-system"}, id="prune: Postgres and DNS"),
     ],
 )
 def test_network_policies_limit_each_component(component: str, reach: set[str]) -> None:
@@ -428,6 +432,7 @@ def test_each_workload_runs_its_verb_with_only_its_secret(objects: tuple[Obj, ..
         "ingester-ingest": (["serve"], {"ingester-webhooks"}),
         "ingester-consumers": (["consume"], {"ingester-database"}),
         "ingester-migrate": (["migrate"], {"ingester-database"}),
+        "ingester-inbox-prune": (["inbox", "prune"], {"ingester-database"}),
     }
     seen = {}
     for workload, pod in pod_templates(objects):
