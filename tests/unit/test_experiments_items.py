@@ -54,7 +54,7 @@ def test_impression_keeps_only_present_optional_columns() -> None:
             Decimal("12.35"),
             id="given, value rounded to cents",
         ),
-        pytest.param({"conversion_value": "0"}, "conversion", 30, Decimal("0.00"), id="zero"),
+        pytest.param({"conversion_value": 0}, "conversion", 30, Decimal("0.00"), id="zero"),
     ],
 )
 def test_conversion_fields(
