@@ -32,12 +32,12 @@ from bench import dataset, naive
 from bench.ingest_bench import start_broker
 from bench.procs import Cleanup, child_env, python, stop_process
 from bench.stats import ratio
+from core.devstack import EmbeddedPostgres, TansuBroker, free_port
+from core.kafka import make_producer
+from core.migrate import default_dir, migrate
+from core.settings import Settings
+from core.topics import create_topics, topic_name
 from ingest.records import Record
-from ingester.devstack import EmbeddedPostgres, TansuBroker, free_port
-from ingester.kafka import make_producer
-from ingester.migrate import default_dir, migrate
-from ingester.settings import Settings
-from ingester.topics import create_topics, topic_name
 
 POLL_S = 0.025
 DATABASES = ("bench_batched", "bench_naive")

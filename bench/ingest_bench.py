@@ -26,9 +26,9 @@ from bench import loadgen, monitor
 from bench.payloads import SCENARIOS, Request, Scenario, secret_env
 from bench.procs import Cleanup, child_env, python, wait_until
 from bench.stats import ratio
-from ingester.devstack import TansuBroker, free_port
-from ingester.settings import Settings
-from ingester.topics import create_topics
+from core.devstack import TansuBroker, free_port
+from core.settings import Settings
+from core.topics import create_topics
 
 MIB = 1024 * 1024
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import orjson
 
+from core.settings import Settings
 from ingest.records import rfc3339
 from ingest.samples import revenuecat_sample
 from ingest.verify import sign_timestamped
-from ingester.settings import Settings
 
 # Secrets of the benchmark's own server; nothing else ever accepts them.
 SECRETS = Settings(

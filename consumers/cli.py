@@ -24,10 +24,10 @@ from consumers.pending import PendingRetry, refresh_gauges
 from consumers.registry import UnknownStream, build_handlers
 from consumers.service import run_service
 from consumers.topic_reader import assign_all, read_to_end
-from ingester import logs
-from ingester.kafka import make_producer
-from ingester.settings import ConfigError, Settings
-from ingester.topics import DLQ, topic_name
+from core import logs
+from core.kafka import make_producer
+from core.settings import ConfigError, Settings
+from core.topics import DLQ, topic_name
 
 log = logging.getLogger("consumers.cli")
 

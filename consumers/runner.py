@@ -41,9 +41,9 @@ from consumers.observe import BatchReport, observe_batch, observe_pending
 from consumers.outage import Outages
 from consumers.pending import PendingRetry, RetryReport, refresh_gauges
 from consumers.types import Context, Handler
+from core.settings import Settings
+from core.topics import DLQ, topic_name
 from ingest.records import CE_SOURCE
-from ingester.settings import Settings
-from ingester.topics import DLQ, topic_name
 
 log = logging.getLogger("consumers.runner")
 

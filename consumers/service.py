@@ -18,8 +18,8 @@ from consumers.health import HealthServer
 from consumers.registry import topics_for
 from consumers.runner import Runner
 from consumers.types import Handler
-from ingester.kafka import make_consumer, make_producer
-from ingester.settings import Settings
+from core.kafka import make_consumer, make_producer
+from core.settings import Settings
 
 log = logging.getLogger("consumers.service")
 

@@ -21,6 +21,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from core.settings import Settings
+from core.topics import topic_name
 from ingest import openapi
 from ingest.body import read_limited
 from ingest.endpoint import Endpoint, Incoming
@@ -29,8 +31,6 @@ from ingest.metrics import CONTENT_TYPE_LATEST, IngestMetrics
 from ingest.publisher import KafkaPublisher, Publisher
 from ingest.records import Record, rfc3339
 from ingest.registry import ENDPOINTS
-from ingester.settings import Settings
-from ingester.topics import topic_name
 
 log = logging.getLogger("ingest.http")
 

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Protocol
 
 from aiokafka.errors import KafkaError
 
+from core.kafka import make_producer
+from core.settings import Settings
+from core.topics import topic_name
 from ingest.errors import PayloadTooLarge, PublishError, PublishTimeout
 from ingest.records import Record
-from ingester.kafka import make_producer
-from ingester.settings import Settings
-from ingester.topics import topic_name
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
@@ -61,7 +61,7 @@ def _consume_outcome(future: asyncio.Future[object]) -> None:
 
 
 class KafkaPublisher:
-    """:class:`Publisher` on one long-lived aiokafka producer (``ingester.kafka``)."""
+    """:class:`Publisher` on one long-lived aiokafka producer (``core.kafka``)."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings

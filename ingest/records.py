@@ -25,7 +25,7 @@ SOURCE_KLAVIYO = "klaviyo"
 SOURCE_KIT = "kit"
 SOURCE_APP = "app"
 
-# ce_source -> logical stream (see ingester.topics.STREAMS)
+# ce_source -> logical stream (see core.topics.STREAMS)
 STREAM_OF_SOURCE = {
     SOURCE_REVENUECAT: "revenuecat",
     SOURCE_KLAVIYO: "klaviyo",

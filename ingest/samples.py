@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 import orjson
 
+from core.settings import Settings
 from ingest.providers import klaviyo
 from ingest.records import rfc3339
 from ingest.verify import sign_timestamped
-from ingester.settings import Settings
 
 SAMPLE_EMAIL = "sample@example.com"
 SAMPLE_USER_ID = "5a3b0c1e-8f2d-4c6a-9b7e-0d1f2a3b4c5d"

@@ -18,10 +18,10 @@ from typing import Any
 
 import uvicorn
 
+from core.logs import configure
+from core.settings import Settings
 from ingest.app import create_app
 from ingest.publisher import Publisher
-from ingester.logs import configure
-from ingester.settings import Settings
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

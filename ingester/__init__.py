@@ -1,1 +1,1 @@
-"""Shared plumbing of the webhook ingester: settings, CLI, migrations, topics, dev stack."""
+"""The `ingester` command: the CLI verbs and `ingester dev`, composing ingest and consumers."""

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from ingester.settings import DEV_ENV_FILE, ConfigError, Settings, load
+from core.settings import DEV_ENV_FILE, ConfigError, Settings, load
 
 SOURCES = ("revenuecat", "klaviyo", "kit", "experiments")
 SAMPLES = ("revenuecat", "klaviyo", "klaviyo-flow", "kit", "events")

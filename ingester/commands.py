@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from ingester import migrate
-from ingester.settings import Settings
-from ingester.topics import create_topics
+from core import migrate
+from core.settings import Settings
+from core.topics import create_topics
 
 
 def _fail(message: str) -> int:

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from ingester import devstack, migrate
-from ingester.settings import DEV_ENV_FILE, Settings, load
-from ingester.topics import create_topics
+from core import devstack, migrate
+from core.settings import DEV_ENV_FILE, Settings, load
+from core.topics import create_topics
 
 STATE_DIR = DEV_ENV_FILE.parent
 CHILDREN_PID_FILE = STATE_DIR / "children.pid"

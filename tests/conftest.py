@@ -18,9 +18,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from ingester import devstack, migrate
-from ingester.settings import Settings, load
-from ingester.topics import create_topics
+from core import devstack, migrate
+from core.settings import Settings, load
+from core.topics import create_topics
 
 # XDG_RUNTIME_DIR unset makes platformdirs warn, which filterwarnings=error would turn into a
 # failure in any library that asks for it.

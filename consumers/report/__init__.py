@@ -10,7 +10,7 @@ from consumers.report.html import render_html
 from consumers.report.query import ExperimentInfo, load
 from consumers.report.render import render_json, render_table
 from consumers.report.stats import Analysis, analyse
-from ingester.settings import ConfigError, Settings
+from core.settings import ConfigError, Settings
 
 FORMATS = ("table", "json", "html")
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from core.settings import Settings
 from ingest import fields, times
 from ingest.endpoint import Endpoint, Incoming
 from ingest.errors import BadCredentials, BadRequest, NotConfigured
 from ingest.items import InvalidField, parse_fields
 from ingest.records import SOURCE_APP, Record, cloudevent
 from ingest.verify import equal, header_bytes, require_header
-from ingester.settings import Settings
 
 MAX_EVENTS = 500
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from core.settings import Settings
 from ingest import fields, times
 from ingest.endpoint import Endpoint, Incoming
 from ingest.errors import NotConfigured
 from ingest.records import SOURCE_KIT, Record, cloudevent
 from ingest.verify import verify_timestamped
-from ingester.settings import Settings
 
 SIGNATURE_HEADER = "X-Kit-Signature"
 MAX_EVENTS = 100

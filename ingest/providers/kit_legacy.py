@@ -11,13 +11,13 @@ import hashlib
 import re
 from typing import Any
 
+from core.settings import Settings
 from ingest import fields
 from ingest.endpoint import Endpoint, Incoming
 from ingest.errors import BadCredentials, BadRequest, NotConfigured
 from ingest.providers.kit import subscriber_email
 from ingest.records import SOURCE_KIT, Record, cloudevent
 from ingest.verify import equal
-from ingester.settings import Settings
 
 # e.g. subscriber.subscriber_activate, subscriber.tag_add
 _EVENT_NAME = re.compile(r"[a-z0-9_]{1,64}(\.[a-z0-9_]{1,64}){0,3}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from core.settings import Settings
 from ingest import fields, times
 from ingest.endpoint import Endpoint, Incoming
 from ingest.errors import NotConfigured, WebhookIdMismatch
@@ -24,7 +25,6 @@ from ingest.verify import (
     parse_http_date,
     require_header,
 )
-from ingester.settings import Settings
 
 WEBHOOK_ID_HEADER = "Klaviyo-Webhook-Id"
 TIMESTAMP_HEADER = "Klaviyo-Timestamp"

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.settings import Settings
 from ingest import fields, times
 from ingest.endpoint import Endpoint, Incoming
 from ingest.errors import BadCredentials, NotConfigured
 from ingest.records import SOURCE_KLAVIYO, Record, cloudevent
 from ingest.verify import equal
-from ingester.settings import Settings
 
 EVENT_TYPE = "klaviyo.flow.profile"
 

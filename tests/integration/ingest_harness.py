@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 import orjson
 
+from core.settings import Settings
 from ingest.providers import klaviyo
 from ingest.publisher import KafkaPublisher, Publisher
 from ingest.serve import make_server
 from ingest.verify import sign_timestamped
-from ingester.settings import Settings
 
 USER = "0b5e7a52-6d1f-4c8e-9a43-2f1d7c3e9b10"
 

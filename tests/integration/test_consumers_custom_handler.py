@@ -12,8 +12,8 @@ from typing import Any
 import asyncpg
 
 from consumers.service import run_service
+from core.settings import Settings
 from ingest.providers import kit
-from ingester.settings import Settings
 from tests.support import publish
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "consumers.md"

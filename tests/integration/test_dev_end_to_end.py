@@ -18,8 +18,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from ingester.devstack import free_port
-from ingester.settings import read_env_file
+from core.devstack import free_port
+from core.settings import read_env_file
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +87,7 @@ def workdir(tmp_path: Path) -> Iterator[Path]:
     )
     pgdata = tmp_path / ".dev" / "pgdata"
     if (pgdata / "postmaster.pid").exists():
-        from ingester.devstack import EmbeddedPostgres
+        from core.devstack import EmbeddedPostgres
 
         EmbeddedPostgres(pgdata).stop_sync()
 

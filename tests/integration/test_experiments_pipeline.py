@@ -13,9 +13,9 @@ import pytest
 
 from consumers.registry import build_handlers, topics_for
 from consumers.runner import Runner
+from core.kafka import make_consumer, make_producer
+from core.settings import Settings
 from ingest.providers import revenuecat
-from ingester.kafka import make_consumer, make_producer
-from ingester.settings import Settings
 from tests.integration.experiments_helpers import (
     RECEIVED_AT,
     at,

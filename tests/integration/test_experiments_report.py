@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from consumers.report import report
-from ingester.settings import Settings
+from core.settings import Settings
 from tests.integration.experiments_helpers import at, create_experiment
 
 SIZES = {"control": (1000, 120), "treatment": (1000, 150)}

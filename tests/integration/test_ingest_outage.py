@@ -11,10 +11,10 @@ import httpx
 import orjson
 import pytest
 
+from core.devstack import TansuBroker
+from core.settings import Settings
+from core.topics import create_topics, topic_name
 from ingest.providers import kit_legacy
-from ingester.devstack import TansuBroker
-from ingester.settings import Settings
-from ingester.topics import create_topics, topic_name
 from tests.conftest import make_settings
 from tests.integration import ingest_harness as h
 from tests.support import read_records

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingester.settings import Settings
-from ingester.topics import create_topics
+from core.settings import Settings
+from core.topics import create_topics
 from tests.conftest import SessionStack, make_settings
 from tests.integration import ingest_harness as h
 from tests.unit.test_ingest_accept_property import json_values, random_headers

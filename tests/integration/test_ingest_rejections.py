@@ -14,9 +14,9 @@ import httpx
 import orjson
 import pytest
 
+from core.settings import Settings
+from core.topics import create_topics
 from ingest.registry import ENDPOINTS
-from ingester.settings import Settings
-from ingester.topics import create_topics
 from tests.conftest import SessionStack, make_settings
 from tests.integration import ingest_harness as h
 

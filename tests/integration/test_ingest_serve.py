@@ -14,15 +14,15 @@ import httpx
 import orjson
 import pytest
 
+from core.devstack import free_port
+from core.settings import Settings
+from core.topics import topic_name
 from ingest import samples
-from ingester.devstack import free_port
-from ingester.settings import Settings
-from ingester.topics import topic_name
 from tests.conftest import SessionStack, make_settings
 from tests.integration import ingest_harness as h
 from tests.support import read_records
 
-SERVE = "import sys; from ingest.serve import run; from ingester.settings import load; " + (
+SERVE = "import sys; from ingest.serve import run; from core.settings import load; " + (
     "sys.exit(run(load(env_file=None)))"
 )
 

@@ -15,9 +15,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from core.settings import ENV_VARS, Settings, from_mapping
+from core.topics import DLQ, STREAMS, all_topics, topic_name
 from ingest.serve import make_server
-from ingester.settings import ENV_VARS, Settings, from_mapping
-from ingester.topics import DLQ, STREAMS, all_topics, topic_name
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("dev", "production")

@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from ingester import migrate
+from core import migrate
 
 FIRST = """
 CREATE TABLE counter (n integer NOT NULL);

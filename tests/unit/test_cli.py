@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ingester.devstack import free_port
+from core.devstack import free_port
 
 
 def run_cli(

@@ -10,13 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.settings import Settings
 from ingest.endpoint import Endpoint, Incoming
 from ingest.errors import IngestError
 from ingest.providers import klaviyo
 from ingest.records import Record
 from ingest.registry import ENDPOINTS
 from ingest.verify import sign_timestamped
-from ingester.settings import Settings
 
 SETTINGS = Settings(
     revenuecat_authorization="Bearer rc",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from core.settings import Settings
 from ingest.app import create_app, request_id
 from ingest.registry import ENDPOINTS
-from ingester.settings import Settings
 
 SETTINGS = Settings(events_api_key="k", kit_legacy_token="legacy")
 METRIC_NAMES = (

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import yaml
 
+from core.topics import STREAMS, topic_name
 from ingest import samples
 from ingest.registry import ENDPOINTS
-from ingester.topics import STREAMS, topic_name
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

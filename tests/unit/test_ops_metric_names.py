@@ -14,8 +14,8 @@ import prometheus_client
 import pytest
 import yaml
 
+from core.settings import Settings
 from ingest.app import create_app
-from ingester.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "ops" / "grafana" / "webhook-ingester.json"

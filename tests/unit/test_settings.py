@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ingester.settings import ConfigError, from_mapping, read_env_file
+from core.settings import ConfigError, from_mapping, read_env_file
 
 
 def test_defaults_match_the_spec() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ingester.settings import Settings
+from core.settings import Settings
 
 # Logical streams, in the order the topics are documented.
 STREAMS = ("revenuecat", "klaviyo", "kit", "experiments")

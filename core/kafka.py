@@ -6,7 +6,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from ingester.settings import Settings
+from core.settings import Settings
 
 
 def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:

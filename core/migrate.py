@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from ingester.settings import Settings
+from core.settings import Settings
 
 # An arbitrary constant shared by every process that migrates this database.
 ADVISORY_LOCK_KEY = 0x1A6E57_0001
