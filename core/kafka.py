@@ -18,6 +18,9 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
         "acks": "all",
         "enable_idempotence": settings.kafka_idempotent_producer,
         "linger_ms": 5,
+        # One /events request (500 items) is larger than the 16 KiB default batch; with
+        # small batches its records queue behind each other (docs/benchmarks.md).
+        "max_batch_size": 256 * 1024,
         "request_timeout_ms": max(1000, int(settings.produce_timeout_s * 1000)),
         "client_id": "ingester",
     }
