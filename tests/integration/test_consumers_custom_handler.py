@@ -1,4 +1,4 @@
-"""The handler example of docs/consumers.md, run as written with the runtime."""
+"""The handler example of the README, run as written with the runtime."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from core.settings import Settings
 from ingest.providers import kit
 from tests.support import publish
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "consumers.md"
+DOC = Path(__file__).resolve().parents[2] / "README.md"
 FAST_GROUP = {"session_timeout_ms": 1000, "heartbeat_interval_ms": 200, "rebalance_timeout_ms": 500}
 
 
@@ -24,7 +24,7 @@ def documented_handler() -> Any:
     text = DOC.read_text()
     section = text[text.index("## Writing your own handler") :]
     code = re.search(r"```python\n(.*?)```", section, re.S)
-    assert code is not None, "the handler example is missing from docs/consumers.md"
+    assert code is not None, "the handler example is missing from README.md"
     namespace: dict[str, Any] = {"__name__": "crm_example"}
     exec(compile(code.group(1), str(DOC), "exec"), namespace)
     return namespace["UnsubscribesPerDay"]()
