@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from core.settings import Settings
@@ -64,13 +64,16 @@ targets = st.sampled_from(["revenuecat", "klaviyo", "kit", "events", "flow", "le
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(target=targets, raw=bodies, headers=random_headers, signed=st.booleans())
+@example(target="kit", raw=b"{}", headers={"x-kit-signature": " "}, signed=False)
 async def test_no_request_is_a_server_error(
     server: Server, target: str, raw: bytes, headers: dict[str, str], signed: bool
 ) -> None:
     request = request_for(target, server.settings, raw, signed)
     # Header values go out as raw latin-1 bytes, beyond what httpx would encode itself.
+    # Leading and trailing whitespace is not part of a field value (RFC 9110 5.5): parsers
+    # strip it, and the HTTP client refuses to send it, so it is stripped here too.
     chosen = request.headers if signed else headers
-    sent = {name.encode(): value.encode("latin-1") for name, value in chosen.items()}
+    sent = {name.encode(): value.strip(" \t").encode("latin-1") for name, value in chosen.items()}
     response = await server.client.post(server.url + request.path, content=raw, headers=sent)
 
     assert response.status_code < 500, response.text
