@@ -174,7 +174,8 @@ class TansuBroker:
             return
         raw = self.pid_file.read_text().strip()
         if raw.isdigit():
-            terminate_pids([int(raw)], marker=b"tansu")
+            # SIGKILL at once, as in stop_sync: memory storage, nothing to flush.
+            terminate_pids([int(raw)], marker=b"tansu", first=signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
 
     def start_sync(self, timeout: float = 15.0) -> None:
@@ -218,13 +219,19 @@ class TansuBroker:
         await asyncio.to_thread(self.stop_sync)
 
 
-def terminate_pids(pids: list[int], *, marker: bytes, timeout: float = 10.0) -> None:
-    """SIGTERM each live pid whose command line contains ``marker`` (a pid may have been
-    reused by an unrelated process), then wait for them to exit, SIGKILL after ``timeout``."""
+def terminate_pids(
+    pids: list[int],
+    *,
+    marker: bytes,
+    first: signal.Signals = signal.SIGTERM,
+    timeout: float = 10.0,
+) -> None:
+    """Send ``first`` to each live pid whose command line contains ``marker`` (a pid may have
+    been reused by an unrelated process), wait for them to exit, SIGKILL after ``timeout``."""
     mine = [p for p in pids if marker in _cmdline(p)]
     for pid in mine:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, first)
     deadline = time.monotonic() + timeout
     while (alive := [p for p in mine if _cmdline(p)]) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -12,6 +12,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,26 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+async def _admin(stack: SessionStack, statement: str) -> None:
+    admin = await asyncpg.connect(stack.admin_dsn)
+    try:
+        await admin.execute(statement)
+    finally:
+        await admin.close()
+
+
+@asynccontextmanager
+async def scratch_database(stack: SessionStack, *, template: str | None) -> AsyncIterator[str]:
+    """A database of its own for one test, dropped afterwards (a clone of ``template``)."""
+    name = f"ingester_t_{uuid.uuid4().hex[:12]}"
+    clone = f" TEMPLATE {_quote(template)}" if template else ""
+    await _admin(stack, f"CREATE DATABASE {_quote(name)}{clone}")
+    try:
+        yield stack.dsn_for(name)
+    finally:
+        await _admin(stack, f"DROP DATABASE IF EXISTS {_quote(name)} WITH (FORCE)")
+
+
 @pytest.fixture(scope="session")
 def _servers() -> Iterator[devstack.Stack]:
     state = Path(tempfile.mkdtemp(prefix="ingester-test-"))
@@ -78,14 +99,8 @@ async def stack(_servers: devstack.Stack) -> AsyncIterator[SessionStack]:
 
 @pytest.fixture
 async def database_url(stack: SessionStack) -> AsyncIterator[str]:
-    name = f"ingester_t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(stack.admin_dsn)
-    try:
-        await admin.execute(f"CREATE DATABASE {_quote(name)} TEMPLATE {_quote(stack.template)}")
-        yield stack.dsn_for(name)
-        await admin.execute(f"DROP DATABASE IF EXISTS {_quote(name)} WITH (FORCE)")
-    finally:
-        await admin.close()
+    async with scratch_database(stack, template=stack.template) as dsn:
+        yield dsn
 
 
 @pytest.fixture
@@ -162,11 +177,5 @@ async def private_postgres() -> AsyncIterator[devstack.EmbeddedPostgres]:
 @pytest.fixture
 async def empty_database_url(stack: SessionStack) -> AsyncIterator[str]:
     """A database with nothing in it (not even the migrations)."""
-    name = f"ingester_e_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(stack.admin_dsn)
-    try:
-        await admin.execute(f"CREATE DATABASE {_quote(name)}")
-        yield stack.dsn_for(name)
-        await admin.execute(f"DROP DATABASE IF EXISTS {_quote(name)} WITH (FORCE)")
-    finally:
-        await admin.close()
+    async with scratch_database(stack, template=None) as dsn:
+        yield dsn

@@ -3,7 +3,6 @@ cascade as documented, and the client view picks each user's one revenue cat id.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from uuid import UUID
@@ -11,7 +10,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from tests.conftest import SessionStack
+from tests.conftest import SessionStack, scratch_database
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,17 +135,11 @@ REJECTED = [
 async def seeded(stack: SessionStack) -> AsyncIterator[tuple[asyncpg.Pool, Ids]]:
     """One migrated database for all the rejection cases: each statement fails and rolls back
     on its own, so cloning a database per case would only cost time."""
-    name = f"ingester_schema_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(stack.admin_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{stack.template}"')
-        try:
-            async with asyncpg.create_pool(stack.dsn_for(name), min_size=1, max_size=2) as pool:
-                yield pool, await seed_experiment(pool)
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with (
+        scratch_database(stack, template=stack.template) as dsn,
+        asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool,
+    ):
+        yield pool, await seed_experiment(pool)
 
 
 @pytest.mark.parametrize(("template", "error"), REJECTED)
