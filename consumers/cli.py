@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -22,12 +22,14 @@ from consumers import db, dlq, metrics, store
 from consumers.errors import ConsumerError
 from consumers.pending import PendingRetry, refresh_gauges
 from consumers.registry import UnknownStream, build_handlers
+from consumers.retention import prune_inbox
 from consumers.service import run_service
 from consumers.topic_reader import assign_all, read_to_end
 from core import logs
-from core.kafka import make_producer
+from core.kafka import make_consumer, make_producer
 from core.settings import ConfigError, Settings
 from core.topics import DLQ, topic_name
+from ingest.records import CE_ID, CE_SOURCE
 
 log = logging.getLogger("consumers.cli")
 
@@ -51,9 +53,7 @@ def _fail(verb: str, exc: BaseException) -> int:
 
 @asynccontextmanager
 async def _pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(
-        settings.require_database_url(), min_size=1, max_size=settings.db_pool_max
-    )
+    pool = await db.create_pool(settings)
     try:
         yield pool
     finally:
@@ -89,13 +89,7 @@ def _one_line(text: str) -> str:
 
 
 def _dlq_consumer(settings: Settings, group: str | None) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        bootstrap_servers=settings.require_kafka(),
-        group_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        client_id="ingester-dlq",
-    )
+    return make_consumer(settings, group_id=group, client_id="ingester-dlq", max_poll_records=None)
 
 
 async def dlq_list(settings: Settings) -> int:
@@ -177,12 +171,12 @@ async def _replay_records(
             plan = dlq.plan_replay(record, settings.dlq_max_replays)
         except dlq.ReplayRefused as exc:
             refused += 1
-            print(f"refused {position} ({record.header('ce_id') or '-'}): {exc}")
+            print(f"refused {position} ({record.header(CE_ID) or '-'}): {exc}")
         else:
             replayed += 1
             print(
                 f"{'would replay' if dry_run else 'replay'} {position} "
-                f"({record.header('ce_id') or '-'}) -> {plan.topic} (replay {plan.count})"
+                f"({record.header(CE_ID) or '-'}) -> {plan.topic} (replay {plan.count})"
             )
             if not dry_run:
                 pending.append(
@@ -190,7 +184,7 @@ async def _replay_records(
                         plan.topic, value=plan.value, key=plan.key, headers=list(plan.headers)
                     )
                 )
-                metrics.DLQ_REPLAYED.labels(record.header("ce_source") or "?").inc()
+                metrics.DLQ_REPLAYED.labels(record.header(CE_SOURCE) or "?").inc()
         done[TopicPartition(record.topic, record.partition)] = record.offset + 1
     await asyncio.gather(*pending)
     return replayed, refused, done
@@ -265,10 +259,6 @@ async def _pending_retry(settings: Settings) -> int:
 
 async def inbox_prune(settings: Settings, older_than_days: int) -> int:
     """Delete inbox rows older than ``older_than_days`` and print how many."""
-    from datetime import timedelta
-
-    from consumers.retention import prune_inbox
-
     cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
     try:
         async with _pool(settings) as pool:

@@ -8,6 +8,15 @@ from typing import cast
 
 import asyncpg
 
+from core.settings import Settings
+
+
+async def create_pool(settings: Settings) -> asyncpg.Pool:
+    """The pool every consumer process and verb uses (``DB_POOL_MAX`` connections at most)."""
+    return await asyncpg.create_pool(
+        settings.require_database_url(), min_size=1, max_size=settings.db_pool_max
+    )
+
 
 @asynccontextmanager
 async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:

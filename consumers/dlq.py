@@ -22,7 +22,7 @@ from typing import Any
 from consumers import store
 from consumers.classify import error_class, error_message
 from consumers.decode import Headers, RawRecord
-from ingest.records import rfc3339
+from ingest.records import CE_ID, CE_SOURCE, rfc3339
 
 SOURCE_TOPIC = "ingest_dlq_source_topic"
 SOURCE_PARTITION = "ingest_dlq_source_partition"
@@ -62,8 +62,8 @@ def _text(value: str | None) -> str | None:
 def log_row(letter: DeadLetter) -> store.DeadLetterRow:
     """The ``ingest_dead_letters`` row that records this letter locally."""
     return store.DeadLetterRow(
-        source=_text(letter.source or letter.raw.header("ce_source")),
-        event_id=_text(letter.event_id or letter.raw.header("ce_id")),
+        source=_text(letter.source or letter.raw.header(CE_SOURCE)),
+        event_id=_text(letter.event_id or letter.raw.header(CE_ID)),
         position=letter.raw.position,
         error_class=letter.error_class,
         error=_text(letter.message) or "",
@@ -166,7 +166,7 @@ def describe(record: RawRecord) -> Described:
         error_class=record.header(ERROR_CLASS) or "?",
         error=record.header(ERROR) or "",
         attempts=record.header(ATTEMPTS) or "?",
-        event_id=record.header("ce_id") or "-",
+        event_id=record.header(CE_ID) or "-",
         replays=replay_count(record),
         dead_at=record.header(DEAD_AT) or "?",
     )

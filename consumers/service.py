@@ -69,9 +69,7 @@ async def _serve(
     consumer_options: Mapping[str, Any],
     stop: asyncio.Event,
 ) -> int:
-    pool = await asyncpg.create_pool(
-        settings.require_database_url(), min_size=1, max_size=settings.db_pool_max
-    )
+    pool = await db.create_pool(settings)
     producer = make_producer(settings)
     consumer = make_consumer(settings, *topics, **consumer_options)
     health: HealthServer | None = None

@@ -55,7 +55,20 @@ async def claim_inbox(
         [e.position.partition if e.position else None for e in events],
         [e.position.offset if e.position else None for e in events],
     )
+    return _keys(rows, scope)
+
+
+def _keys(rows: Iterable[asyncpg.Record], scope: str) -> set[tuple[str, str]]:
     return {(original_source(r["source"], scope), r["event_id"]) for r in rows}
+
+
+async def _delete_keys(
+    conn: asyncpg.Connection, statement: str, keys: Sequence[tuple[str, str]], scope: str
+) -> None:
+    if keys:
+        await conn.execute(
+            statement, [stored_source(s, scope) for s, _ in keys], [i for _, i in keys]
+        )
 
 
 RELEASE_INBOX = """
@@ -69,10 +82,7 @@ async def release_inbox(
     conn: asyncpg.Connection, keys: Sequence[tuple[str, str]], scope: str = ""
 ) -> None:
     """Forget events so a later replay of them applies (used when they are dead-lettered)."""
-    if keys:
-        await conn.execute(
-            RELEASE_INBOX, [stored_source(s, scope) for s, _ in keys], [i for _, i in keys]
-        )
+    await _delete_keys(conn, RELEASE_INBOX, keys, scope)
 
 
 PARK_PENDING = """
@@ -195,7 +205,7 @@ async def lock_pending(
     rows = await conn.fetch(
         LOCK_PENDING, [stored_source(e.source, scope) for e in events], [e.id for e in events]
     )
-    return {(original_source(r["source"], scope), r["event_id"]) for r in rows}
+    return _keys(rows, scope)
 
 
 DELETE_PENDING = """
@@ -208,10 +218,7 @@ WHERE p.source = k.source AND p.event_id = k.event_id
 async def delete_pending(
     conn: asyncpg.Connection, keys: Sequence[tuple[str, str]], scope: str = ""
 ) -> None:
-    if keys:
-        await conn.execute(
-            DELETE_PENDING, [stored_source(s, scope) for s, _ in keys], [i for _, i in keys]
-        )
+    await _delete_keys(conn, DELETE_PENDING, keys, scope)
 
 
 LOG_DEAD_LETTERS = """

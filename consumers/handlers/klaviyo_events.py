@@ -15,6 +15,7 @@ import orjson
 
 from consumers.errors import PoisonError
 from consumers.types import Event
+from ingest.fields import dig
 
 FLOW_TYPE = "klaviyo.flow.profile"
 
@@ -110,16 +111,8 @@ def parse_consent(event: Event) -> Consent | None:
     if change is None:
         return None
     data = event.data if isinstance(event.data, Mapping) else {}
-    profile_id = _dig(data, "payload", "data", "relationships", "profile", "data", "id")
+    profile_id = dig(data, "payload", "data", "relationships", "profile", "data", "id")
     if not isinstance(profile_id, str) or not profile_id:
         raise PoisonError("consent event names no profile", event_id=event.id)
     channel, enabled = change
     return Consent(profile_id, channel, enabled)
-
-
-def _dig(value: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    return value

@@ -140,8 +140,10 @@ async def new_user(pool: asyncpg.Pool, email: str | None = None) -> tuple[int, s
     return user_id, uid
 
 
-async def new_rc_id(pool: asyncpg.Pool, user_id: int, attributes: dict[str, Any]) -> str:
-    rc_id = f"u_rc_{token()}"
+async def new_rc_id(
+    pool: asyncpg.Pool, user_id: int, attributes: dict[str, Any], rc_id: str | None = None
+) -> str:
+    rc_id = rc_id or f"u_rc_{token()}"
     await pool.execute(
         "INSERT INTO user_revenue_cat_ids (uid, user_id, revenue_cat_id, revenue_cat_attributes,"
         " created_at, checked_at) VALUES ($1, $2, $3, $4, 0, 0)",
@@ -242,13 +244,7 @@ async def test_unknown_revenue_cat_id_is_parked_then_applied_by_pending_retry(
 
     assert await retry_pending(pool) == {"applied": 0, "skipped": 0, "pending": 1, "dead": 0}
     user_id, _ = await new_user(pool)
-    await pool.execute(
-        "INSERT INTO user_revenue_cat_ids (uid, user_id, revenue_cat_id, revenue_cat_attributes,"
-        " created_at, checked_at) VALUES ($1, $2, $3, '{}', 0, 0)",
-        f"iurc_{token()}",
-        user_id,
-        rc_id,
-    )
+    await new_rc_id(pool, user_id, {}, rc_id)
     assert await pending_retry(settings) == 0
     assert "applied 1, skipped 0, dead 0, still pending 0" in capsys.readouterr().out
     assert (await rc_row(pool, rc_id))[0] == {"plan": attr("pro", 1_000)}
