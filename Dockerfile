@@ -13,6 +13,7 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY ingester ./ingester
+COPY contract ./contract
 COPY ingest ./ingest
 COPY consumers ./consumers
 # `pip install .`, not `.[dev]`: pytest, the embedded servers and the linters stay out.

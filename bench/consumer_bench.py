@@ -32,12 +32,12 @@ from bench import dataset, naive
 from bench.ingest_bench import start_broker
 from bench.procs import Cleanup, child_env, python, stop_process
 from bench.stats import ratio
+from contract.records import Record
 from core.devstack import EmbeddedPostgres, TansuBroker, free_port
 from core.kafka import make_producer
 from core.migrate import default_dir, migrate
 from core.settings import Settings
 from core.topics import create_topics, topic_name
-from ingest.records import Record
 
 POLL_S = 0.025
 DATABASES = ("bench_batched", "bench_naive")

@@ -21,8 +21,8 @@ from bench.payloads import (
     kit_event,
     user_id_of,
 )
+from contract.records import Record, rfc3339
 from ingest.providers import events, kit
-from ingest.records import Record, rfc3339
 
 CHUNK_EVENTS = 500  # POST /events accepts up to 500 items
 CHUNK_KIT = 100  # a Kit delivery carries up to 100 events

@@ -20,7 +20,7 @@ from bench.dataset import Seeded
 from consumers.decode import RawRecord, decode
 from consumers.handlers.kit_events import parse_kit
 from consumers.types import Event
-from ingest.records import Record
+from contract.records import Record
 
 INSERT_INBOX = """
 INSERT INTO ingest_inbox (source, event_id, topic, partition, "offset")

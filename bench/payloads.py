@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
+from contract.records import rfc3339
 from core.settings import Settings
-from ingest.records import rfc3339
 from ingest.samples import revenuecat_sample
 from ingest.verify import sign_timestamped
 

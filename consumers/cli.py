@@ -25,11 +25,11 @@ from consumers.registry import UnknownStream, build_handlers
 from consumers.retention import prune_inbox
 from consumers.service import run_service
 from consumers.topic_reader import assign_all, read_to_end
+from contract.records import CE_ID, CE_SOURCE
 from core import logs
 from core.kafka import make_consumer, make_producer
 from core.settings import ConfigError, Settings
 from core.topics import DLQ, topic_name
-from ingest.records import CE_ID, CE_SOURCE
 
 log = logging.getLogger("consumers.cli")
 

@@ -15,7 +15,7 @@ import orjson
 
 from consumers.errors import PoisonError
 from consumers.types import Event, Position
-from ingest.records import (
+from contract.records import (
     CE_ID,
     CE_PARTITIONKEY,
     CE_SOURCE,

@@ -24,8 +24,7 @@ from consumers.decode import RawRecord
 from consumers.dlq import DeadLetter, log_row
 from consumers.isolate import Poisoned, Progress, isolate
 from consumers.types import Context, Handler, Outcome
-from core.topics import topic_name
-from ingest.records import (
+from contract.records import (
     CE_ID,
     CE_PARTITIONKEY,
     CE_SOURCE,
@@ -36,6 +35,7 @@ from ingest.records import (
     STREAM_OF_SOURCE,
     rfc3339,
 )
+from core.topics import topic_name
 
 _START = (datetime(1970, 1, 1, tzinfo=UTC), "", "")
 

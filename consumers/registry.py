@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from consumers.types import Handler
+from contract.records import SOURCE_APP, SOURCE_KIT, SOURCE_KLAVIYO, SOURCE_REVENUECAT
+from contract.records import STREAM_OF_SOURCE as STREAM_OF_SOURCE
 from core.topics import STREAMS, topic_name
-from ingest.records import SOURCE_APP, SOURCE_KIT, SOURCE_KLAVIYO, SOURCE_REVENUECAT
-from ingest.records import STREAM_OF_SOURCE as STREAM_OF_SOURCE
 
 
 def _revenuecat() -> Handler:

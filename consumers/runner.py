@@ -41,9 +41,9 @@ from consumers.observe import BatchReport, observe_batch, observe_pending
 from consumers.outage import Outages
 from consumers.pending import PendingRetry, RetryReport, refresh_gauges
 from consumers.types import Context, Handler
+from contract.records import CE_SOURCE
 from core.settings import Settings
 from core.topics import DLQ, topic_name
-from ingest.records import CE_SOURCE
 
 log = logging.getLogger("consumers.runner")
 

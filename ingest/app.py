@@ -21,6 +21,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from contract.records import Record, rfc3339
 from core.settings import Settings
 from core.topics import topic_name
 from ingest import openapi
@@ -29,7 +30,6 @@ from ingest.endpoint import Endpoint, Incoming
 from ingest.errors import IngestError, NotConfigured, PublishError, VerificationError
 from ingest.metrics import CONTENT_TYPE_LATEST, IngestMetrics
 from ingest.publisher import KafkaPublisher, Publisher
-from ingest.records import Record, rfc3339
 from ingest.registry import ENDPOINTS
 
 log = logging.getLogger("ingest.http")

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from contract.records import Record
 from core.settings import Settings
-from ingest.records import Record
 
 
 @dataclass(frozen=True, slots=True)

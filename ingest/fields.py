@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from contract.fields import dig as dig
 from ingest.errors import BadRequest
 
 
@@ -44,15 +45,6 @@ def require_id(value: Any, path: str) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return require_text(value, path)
-
-
-def dig(value: Any, *keys: str) -> Any:
-    """``value[k1][k2]...`` or None when any step is missing or not an object."""
-    for key in keys:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
 
 
 def text_or_none(value: Any) -> str | None:

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Protocol
 
 from aiokafka.errors import KafkaError
 
+from contract.records import Record
 from core.kafka import make_producer
 from core.settings import Settings
 from core.topics import topic_name
 from ingest.errors import PayloadTooLarge, PublishError, PublishTimeout
-from ingest.records import Record
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer

@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 import orjson
 
+from contract.records import rfc3339
 from core.settings import Settings
 from ingest.providers import klaviyo
-from ingest.records import rfc3339
 from ingest.verify import sign_timestamped
 
 SAMPLE_EMAIL = "sample@example.com"

@@ -171,7 +171,7 @@ def _inbox_prune(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _experiments_report(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.report import report
+    from ingester.report import report
 
     return asyncio.run(report(settings, args.name, args.format))
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from contract.records import Record
 from core.topics import topic_name
-from ingest.records import Record
 
 
 async def read_records(bootstrap: str, topic: str, count: int, timeout: float = 10.0) -> list[Any]:

@@ -1,7 +1,7 @@
 """First-party A/B testing items (SPEC 4.6) decoded into typed values ready for the database.
 
 The ingest service validates items before publishing; this module decodes them again at the
-consumer boundary with the same table (:mod:`ingest.items`), because a record that would fail
+consumer boundary with the same table (:mod:`contract.items`), because a record that would fail
 a column constraint can never apply and must be dead-lettered alone instead of failing its
 whole batch.
 """
@@ -17,14 +17,14 @@ from typing import Any
 
 from consumers.errors import PoisonError
 from consumers.types import Event
-from ingest.items import InvalidField, amount, columns_of, parse_fields
+from contract.items import InvalidField, amount, columns_of, parse_fields
 
 DEFAULT_CONVERSION_TYPE = "conversion"
 DEFAULT_WINDOW_DAYS = 30  # conversions.conversion_window_days DEFAULT 30 (seed 002)
 
 
 def money(value: Any) -> Decimal:
-    """:func:`ingest.items.amount`: a non-negative numeric(10, 2). Raises ValueError."""
+    """:func:`contract.items.amount`: a non-negative numeric(10, 2). Raises ValueError."""
     return amount(value)
 
 

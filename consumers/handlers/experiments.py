@@ -26,7 +26,7 @@ from consumers.handlers.experiment_plan import Batch, Conversion, Experiment
 from consumers.handlers.experiment_reads import load_experiments, load_known, lock_participations
 from consumers.handlers.experiment_store import write
 from consumers.types import APPLIED, Context, Event, Result, pending
-from ingest.records import SOURCE_APP
+from contract.records import SOURCE_APP
 
 
 class ExperimentsHandler:

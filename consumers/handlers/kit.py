@@ -17,7 +17,7 @@ import asyncpg
 
 from consumers.handlers.kit_events import parse_kit
 from consumers.types import APPLIED, Context, Event, Result, pending
-from ingest.records import SOURCE_KIT
+from contract.records import SOURCE_KIT
 
 UNKNOWN_EMAIL = "unknown email"
 

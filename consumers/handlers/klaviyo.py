@@ -29,7 +29,7 @@ from consumers.handlers.klaviyo_events import (
     parse_flow,
 )
 from consumers.types import APPLIED, Context, Event, Result, pending, skipped
-from ingest.records import SOURCE_KLAVIYO
+from contract.records import SOURCE_KLAVIYO
 
 UNKNOWN_USER = "unknown user"
 UNKNOWN_PROFILE = "unknown klaviyo profile"

@@ -15,7 +15,7 @@ import orjson
 
 from consumers.errors import PoisonError
 from consumers.types import Event
-from ingest.fields import dig
+from contract.fields import dig
 
 FLOW_TYPE = "klaviyo.flow.profile"
 

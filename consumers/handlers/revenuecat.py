@@ -20,7 +20,7 @@ from consumers.handlers import attributes
 from consumers.handlers.environment import revenuecat_mismatch
 from consumers.handlers.purchases import record_purchases
 from consumers.types import APPLIED, Context, Event, Outcome, Result, pending, skipped
-from ingest.records import SOURCE_REVENUECAT
+from contract.records import SOURCE_REVENUECAT
 
 UNKNOWN_ID = "unknown revenue cat id"
 

@@ -1,6 +1,6 @@
 """First-party A/B testing events (SPEC 4.6): 1..500 impressions and conversions per request.
 
-Every item is validated against the item table of :mod:`ingest.items` (the ``impressions`` /
+Every item is validated against the item table of :mod:`contract.items` (the ``impressions`` /
 ``conversions`` columns of seed 002) before anything is published: a batch with one invalid
 item is rejected whole, naming the item and the field. The consumer decodes records with the
 same table, so whatever is accepted here applies there. Fields the table does not know are
@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from contract import times
+from contract.items import InvalidField, parse_fields
+from contract.records import SOURCE_APP, Record, cloudevent
 from core.settings import Settings
-from ingest import fields, times
+from ingest import fields
 from ingest.endpoint import Endpoint, Incoming
 from ingest.errors import BadCredentials, BadRequest, NotConfigured
-from ingest.items import InvalidField, parse_fields
-from ingest.records import SOURCE_APP, Record, cloudevent
 from ingest.verify import equal, header_bytes, require_header
 
 MAX_EVENTS = 500

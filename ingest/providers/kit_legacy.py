@@ -11,12 +11,12 @@ import hashlib
 import re
 from typing import Any
 
+from contract.records import SOURCE_KIT, Record, cloudevent
 from core.settings import Settings
 from ingest import fields
 from ingest.endpoint import Endpoint, Incoming
 from ingest.errors import BadCredentials, BadRequest, NotConfigured
 from ingest.providers.kit import subscriber_email
-from ingest.records import SOURCE_KIT, Record, cloudevent
 from ingest.verify import equal
 
 # e.g. subscriber.subscriber_activate, subscriber.tag_add

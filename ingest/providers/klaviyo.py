@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from contract import times
+from contract.records import SOURCE_KLAVIYO, Record, cloudevent
 from core.settings import Settings
-from ingest import fields, times
+from ingest import fields
 from ingest.endpoint import Endpoint, Incoming
 from ingest.errors import NotConfigured, WebhookIdMismatch
-from ingest.records import SOURCE_KLAVIYO, Record, cloudevent
 from ingest.verify import (
     check_hex_signature,
     check_timestamp,

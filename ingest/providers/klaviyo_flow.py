@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from contract import times
+from contract.records import SOURCE_KLAVIYO, Record, cloudevent
 from core.settings import Settings
-from ingest import fields, times
+from ingest import fields
 from ingest.endpoint import Endpoint, Incoming
 from ingest.errors import BadCredentials, NotConfigured
-from ingest.records import SOURCE_KLAVIYO, Record, cloudevent
 from ingest.verify import equal
 
 EVENT_TYPE = "klaviyo.flow.profile"

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from contract import times
+from contract.records import SOURCE_REVENUECAT, Record, cloudevent
 from core.settings import Settings
-from ingest import fields, times
+from ingest import fields
 from ingest.endpoint import Endpoint, Incoming
 from ingest.errors import BadCredentials, BadRequest, NotConfigured
-from ingest.records import SOURCE_REVENUECAT, Record, cloudevent
 from ingest.verify import equal, header_bytes, require_header, verify_timestamped
 
 SIGNATURE_HEADER = "X-RevenueCat-Webhook-Signature"

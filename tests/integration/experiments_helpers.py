@@ -19,8 +19,8 @@ from consumers import db
 from consumers.decode import RawRecord, decode
 from consumers.handlers.experiments import ExperimentsHandler
 from consumers.types import Context, Event, Result
+from contract.records import Record, rfc3339
 from ingest.providers.events import build_records
-from ingest.records import Record, rfc3339
 
 T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 RECEIVED_AT = "2024-06-01T12:00:00.000Z"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from contract.records import cloudevent
 from core.settings import Settings
 from core.topics import all_topics, create_topics, topic_name
-from ingest.records import cloudevent
 from tests.support import publish
 
 

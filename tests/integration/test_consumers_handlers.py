@@ -19,10 +19,10 @@ from consumers.dlq import DeadLetter
 from consumers.pending import PendingRetry
 from consumers.registry import build_handlers
 from consumers.types import Context, Event
+from contract.records import Record
 from core.settings import Settings
 from core.topics import topic_name
 from ingest.providers import kit, klaviyo, klaviyo_flow, revenuecat
-from ingest.records import Record
 
 RECEIVED = "2024-06-01T00:00:00.000Z"
 _offsets = iter(range(10**9))

@@ -19,8 +19,8 @@ import asyncpg
 import orjson
 import pytest
 
-from consumers.report import report
 from core.settings import Settings
+from ingester.report import report
 from tests.integration.experiments_helpers import at, create_experiment
 
 SIZES = {"control": (1000, 120), "treatment": (1000, 150)}

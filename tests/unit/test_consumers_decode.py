@@ -6,7 +6,7 @@ import pytest
 
 from consumers.decode import DecodeError, RawRecord, committable, decode, decode_all, parse_time
 from consumers.types import Position
-from ingest.records import cloudevent
+from contract.records import cloudevent
 
 
 def raw(

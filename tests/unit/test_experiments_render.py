@@ -10,10 +10,10 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from consumers.report import format_report
-from consumers.report.query import ExperimentInfo
-from consumers.report.render import p_value
-from consumers.report.stats import Analysis, VariantCounts, analyse
+from ingester.report import format_report
+from ingester.report.query import ExperimentInfo
+from ingester.report.render import p_value
+from ingester.report.stats import Analysis, VariantCounts, analyse
 
 T = datetime(2024, 1, 1, tzinfo=UTC)
 INFO = ExperimentInfo(

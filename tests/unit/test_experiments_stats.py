@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from consumers.report.stats import (
+from ingester.report.stats import (
     VariantCounts,
     analyse,
     choose_control,

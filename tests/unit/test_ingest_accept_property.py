@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from contract.records import Record
 from core.settings import Settings
 from ingest.endpoint import Endpoint, Incoming
 from ingest.errors import IngestError
 from ingest.providers import klaviyo
-from ingest.records import Record
 from ingest.registry import ENDPOINTS
 from ingest.verify import sign_timestamped
 

@@ -7,9 +7,9 @@ from typing import Any
 import orjson
 import pytest
 
+from contract.records import Record
 from ingest.errors import BadRequest
 from ingest.providers import kit, kit_legacy, klaviyo, klaviyo_flow, revenuecat
-from ingest.records import Record
 
 RECEIVED = "2026-03-01T12:00:00.000Z"
 

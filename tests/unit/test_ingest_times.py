@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from ingest import times
+from contract import times
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The shared item table (ingest.items): its parsers, and proof that both sides read it alike."""
+"""The shared item table (contract.items): its parsers, and proof that both sides read it alike."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from consumers.decode import RawRecord, decode
 from consumers.errors import PoisonError
 from consumers.handlers.experiment_items import Item, parse_item
 from consumers.types import Event
-from ingest import items
+from contract import items
+from contract.items import InvalidField
 from ingest.errors import BadRequest
-from ingest.items import InvalidField
 from ingest.providers import events
 
 RECEIVED = "2026-03-01T12:00:00.000Z"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from html import escape
 
-from consumers.report.query import ExperimentInfo
-from consumers.report.render import HEADERS, cells, summary
-from consumers.report.stats import Analysis, VariantStats
+from ingester.report.query import ExperimentInfo
+from ingester.report.render import HEADERS, cells, summary
+from ingester.report.stats import Analysis, VariantStats
 
 WIDTH = 640
 BAR_HEIGHT = 28

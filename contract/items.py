@@ -23,7 +23,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from ingest import times
+from contract import times
 
 IMPRESSION, CONVERSION = "impression", "conversion"
 KINDS = (IMPRESSION, CONVERSION)

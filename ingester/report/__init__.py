@@ -6,11 +6,11 @@ import sys
 
 import asyncpg
 
-from consumers.report.html import render_html
-from consumers.report.query import ExperimentInfo, load
-from consumers.report.render import render_json, render_table
-from consumers.report.stats import Analysis, analyse
 from core.settings import ConfigError, Settings
+from ingester.report.html import render_html
+from ingester.report.query import ExperimentInfo, load
+from ingester.report.render import render_json, render_table
+from ingester.report.stats import Analysis, analyse
 
 FORMATS = ("table", "json", "html")
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from consumers.report.stats import VariantCounts
+from ingester.report.stats import VariantCounts
 
 DEFAULT_CONFIDENCE_LEVEL = 0.95
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
-from consumers.report.query import ExperimentInfo
-from consumers.report.stats import INTERVAL_LEVEL, Analysis, VariantStats
+from ingester.report.query import ExperimentInfo
+from ingester.report.stats import INTERVAL_LEVEL, Analysis, VariantStats
 
 SCHEMA_VERSION = 1
 TEST_NAME = "pooled two-proportion z-test, two-sided"
