@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import consumer_bench, ingest_bench, report
+from bench import consumer_bench, figures, ingest_bench, report
 from bench.procs import REPO, Cleanup
 
 DEFAULT_OUTPUT = REPO / "bench" / "results" / "latest.json"
@@ -98,9 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         cleanup.close()
     results["total_s"] = round(time.monotonic() - started, 1)
+    results["figures"] = figures.headline(results)
     report.write_json(args.output, results)
     print(report.render(results))
     print(f"\ntotal {results['total_s']} s; JSON: {args.output}")
+    # The last line: the headline figures of this run, one JSON object (bench/figures.py).
+    print(figures.json_line(results))
     return 0
 
 
