@@ -13,6 +13,7 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY ingester ./ingester
+COPY core ./core
 COPY contract ./contract
 COPY ingest ./ingest
 COPY consumers ./consumers

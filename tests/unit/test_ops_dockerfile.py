@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,6 +129,16 @@ def test_ships_the_migrations_where_migrate_looks(stages: list[Stage]) -> None:
         for _, destination, sources in copies(runtime)
     )
     assert (ROOT / "sql").is_dir()
+
+
+def test_build_stage_copies_every_package_the_project_installs(stages: list[Stage]) -> None:
+    # `pip install .` only packages what was copied: a missing package is an image that
+    # builds and then fails at its first import.
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = {pattern.rstrip("*") for pattern in include["packages"]["find"]["include"]}
+    copied = {source.rstrip("/") for _, _, sources in copies(stages[0]) for source in sources}
+
+    assert packages <= copied, f"not copied into the build stage: {sorted(packages - copied)}"
 
 
 def pattern_regex(pattern: str) -> re.Pattern[str]:
