@@ -34,10 +34,10 @@ from bench.procs import Cleanup, child_env, python, stop_process
 from bench.stats import ratio
 from contract.records import Record
 from core.devstack import EmbeddedPostgres, TansuBroker, free_port
-from core.kafka import make_producer
+from core.kafka import make_producer, send_all
 from core.migrate import default_dir, migrate
 from core.settings import Settings
-from core.topics import create_topics, topic_name
+from core.topics import create_topics
 
 POLL_S = 0.025
 DATABASES = ("bench_batched", "bench_naive")
@@ -127,16 +127,7 @@ async def publish(settings: Settings, records: Sequence[Record]) -> float:
     await producer.start()
     started = time.perf_counter()
     try:
-        futures = [
-            await producer.send(
-                topic_name(settings.topic_prefix, r.stream),
-                value=r.value,
-                key=r.key,
-                headers=list(r.headers),
-            )
-            for r in records
-        ]
-        await asyncio.gather(*futures)
+        await send_all(producer, settings.topic_prefix, records)
     finally:
         await producer.stop()
     return len(records) / (time.perf_counter() - started)

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from core.settings import Settings
+from core.topics import topic_name
+
+
+class Publishable(Protocol):
+    """What a record must carry to be sent (``contract.records.Record`` does)."""
+
+    @property
+    def stream(self) -> str: ...
+    @property
+    def key(self) -> bytes: ...
+    @property
+    def value(self) -> bytes: ...
+    @property
+    def headers(self) -> tuple[tuple[str, bytes], ...]: ...
 
 
 def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
@@ -41,3 +57,21 @@ def make_consumer(settings: Settings, *topics: str, **overrides: Any) -> AIOKafk
     }
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **options)
+
+
+async def send_all(
+    producer: AIOKafkaProducer, topic_prefix: str, records: Iterable[Publishable]
+) -> int:
+    """Send records to their streams' topics and wait until the broker acknowledged every one.
+
+    For tools, tests and benchmarks that load a topic; the ingest service has its own
+    publisher with timeouts and metrics. Returns how many records were sent.
+    """
+    futures = [
+        await producer.send(
+            topic_name(topic_prefix, r.stream), value=r.value, key=r.key, headers=list(r.headers)
+        )
+        for r in records
+    ]
+    await asyncio.gather(*futures)
+    return len(futures)

@@ -9,7 +9,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from contract.records import Record
-from core.topics import topic_name
+from core.kafka import send_all
 
 
 async def read_records(bootstrap: str, topic: str, count: int, timeout: float = 10.0) -> list[Any]:
@@ -52,15 +52,6 @@ async def publish(bootstrap: str, topic_prefix: str, records: Iterable[Record]) 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
-        futures = [
-            await producer.send(
-                topic_name(topic_prefix, r.stream),
-                value=r.value,
-                key=r.key,
-                headers=list(r.headers),
-            )
-            for r in records
-        ]
-        await asyncio.gather(*futures)
+        await send_all(producer, topic_prefix, records)
     finally:
         await producer.stop()
