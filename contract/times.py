@@ -18,6 +18,9 @@ _RFC3339 = re.compile(
 )
 # Epoch values outside 1970..2200 are rejected as nonsense rather than overflowing.
 _MAX_EPOCH_S = 7_258_118_400
+# Epoch seconds as text: ASCII digits only (str.isdigit() also takes "²" and other digits
+# int() refuses) and few enough that int() never meets its digit limit.
+_EPOCH_TEXT = re.compile(r"[0-9]{1,15}")
 
 
 def _normalise(moment: datetime) -> str | None:
@@ -46,17 +49,21 @@ def from_epoch(value: Any, *, scale: float = 1.0) -> str | None:
     """A number of seconds (``scale=1``) or milliseconds (``scale=1000``) since the epoch."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    seconds = value / scale
-    if not 0 <= seconds <= _MAX_EPOCH_S:
+    # Compared before dividing: an int too large for a float would overflow the division
+    # (Python compares int with float exactly); NaN fails the comparison too.
+    if not 0 <= value <= _MAX_EPOCH_S * scale:
         return None
-    return rfc3339(datetime.fromtimestamp(seconds, UTC))
+    return rfc3339(datetime.fromtimestamp(value / scale, UTC))
 
 
 def lenient(value: Any) -> str | None:
     """An ISO 8601 string or epoch seconds (number or digit string), else None."""
-    if isinstance(value, str) and value.strip().isdigit():
-        return from_epoch(int(value.strip()))
-    return from_iso(value) or from_epoch(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if _EPOCH_TEXT.fullmatch(text):
+            return from_epoch(int(text))
+        return from_iso(value)
+    return from_epoch(value)
 
 
 def strict_rfc3339(value: Any) -> str | None:

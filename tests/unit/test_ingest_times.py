@@ -26,6 +26,15 @@ from contract import times
         pytest.param(10**20, None, id="far future"),
         pytest.param("0001-01-01T00:00:00+01:00", None, id="before year 1 in UTC"),
         pytest.param(None, None, id="absent"),
+        # Digit strings that str.isdigit() accepts but are no epoch time.
+        pytest.param("\u00b2", None, id="superscript two"),
+        pytest.param("\u0661\u0662\u0663", None, id="arabic-indic digits"),
+        pytest.param("9" * 400, None, id="400 digits"),
+        pytest.param("9" * 5000, None, id="5000 digits"),
+        pytest.param(10**400, None, id="int too large for a float"),
+        pytest.param(float("nan"), None, id="nan"),
+        pytest.param(float("inf"), None, id="infinity"),
+        pytest.param("000000001767225600", None, id="too many digits"),
     ],
 )
 def test_lenient(value: Any, expected: str | None) -> None:
@@ -49,5 +58,14 @@ def test_strict_rfc3339(value: Any, expected: str | None) -> None:
     assert times.strict_rfc3339(value) == expected
 
 
-def test_epoch_milliseconds() -> None:
-    assert times.from_epoch(1767225600123, scale=1000.0) == "2026-01-01T00:00:00.123Z"
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(1767225600123, "2026-01-01T00:00:00.123Z", id="milliseconds"),
+        pytest.param(10**400, None, id="int too large for a float"),
+        pytest.param(7_258_118_400_001, None, id="after 2200"),
+        pytest.param(-1, None, id="before 1970"),
+    ],
+)
+def test_epoch_milliseconds(value: Any, expected: str | None) -> None:
+    assert times.from_epoch(value, scale=1000.0) == expected
