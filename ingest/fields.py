@@ -1,24 +1,120 @@
-"""Reading provider bodies: small pure accessors that fail with a 400 naming the field."""
+"""Reading provider bodies: small pure accessors that fail with a 400 naming the field.
+
+:func:`parse` is the one decoder every endpoint uses. Besides JSON syntax it refuses what
+would pass the door and then fail downstream (docs/topics.md, "What the door refuses"):
+- nesting deeper than :data:`MAX_DEPTH` (the JSON decoder takes 1,024 levels, the encoder
+  that writes records and database rows only 254);
+- U+0000 in a string or key, which PostgreSQL text and jsonb cannot hold: replaced by
+  U+FFFD in provider bodies (``nul="replace"``), refused naming the field otherwise.
+Both are one pass: NUL is a scan of the raw bytes, depth a walk over the decoded containers
+(skipped when the body holds fewer brackets than the limit); only a refusal walks again, to
+name the field.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import orjson
 
 from contract.fields import dig as dig
 from ingest.errors import BadRequest
 
+MAX_DEPTH = 128  # containers inside containers, the body itself being level 1
 
-def parse_object(raw: bytes) -> dict[str, Any]:
-    """Decode the raw body; it must be one JSON object."""
+_NUL_ESCAPE = b"\\u0000"
+# \u0000 preceded by an even number of backslashes (an odd number escapes the backslash).
+_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+_PATH_SEGMENTS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    body: dict[str, Any]
+    raw: bytes  # the bytes decoded: the received ones, or with each NUL replaced
+
+
+def parse(raw: bytes, *, nul: Literal["replace", "reject"] = "replace") -> Parsed:
+    """Decode the raw body; it must be one JSON object within :data:`MAX_DEPTH`, and hold
+    no U+0000 (replaced or refused, see the module docstring)."""
+    has_nul = _NUL_ESCAPE in raw
+    if has_nul and nul == "replace":
+        raw = _NUL.sub(rb"\1\\ufffd", raw)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"body is not valid JSON: {exc.msg}") from None
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
-    return body
+    if deeper_than(body, MAX_DEPTH, raw):
+        where = _path(_first(body, lambda depth, _: depth > MAX_DEPTH))
+        raise BadRequest(f"{where}: nested deeper than {MAX_DEPTH} levels")
+    if has_nul and nul == "reject":
+        found = _first(body, lambda _, node: isinstance(node, str) and "\x00" in node)
+        if found is not None:
+            raise BadRequest(f"{_path(found)}: must not contain U+0000")
+    return Parsed(body, raw)
+
+
+def parse_object(raw: bytes) -> dict[str, Any]:
+    """:func:`parse` for provider bodies, when only the decoded object is needed."""
+    return parse(raw).body
+
+
+def deeper_than(value: Any, limit: int, raw: bytes = b"") -> bool:
+    """Whether decoded JSON ``value`` nests containers more than ``limit`` deep; ``raw``,
+    its bytes, lets a body with few brackets skip the walk."""
+    if raw and raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    level = [value]
+    for _ in range(limit):
+        deeper = []
+        for node in level:
+            for child in node.values() if type(node) is dict else node:
+                kind = type(child)
+                if kind is dict or kind is list:
+                    deeper.append(child)
+        if not deeper:
+            return False
+        level = deeper
+    return True
+
+
+Segment = str | int
+
+
+def _first(value: Any, wanted: Any) -> list[Segment] | None:
+    """The path to the first node (a key counts as a node) for which
+    ``wanted(depth, node)`` holds; an explicit stack, as the value may nest 1,024 deep."""
+    stack: list[tuple[Any, int, list[Segment]]] = [(value, 1, [])]
+    while stack:
+        node, depth, path = stack.pop()
+        if wanted(depth, node):
+            return path
+        if isinstance(node, dict):
+            for key, child in reversed(node.items()):
+                if wanted(depth, key):
+                    return [*path, key]
+                stack.append((child, depth + 1, [*path, key]))
+        elif isinstance(node, list):
+            indexed = reversed(list(enumerate(node)))
+            stack.extend((child, depth + 1, [*path, i]) for i, child in indexed)
+    return None
+
+
+def _path(path: list[Segment] | None) -> str:
+    """``events[3].data.subscriber``, at most a few segments; ``body`` for the root."""
+    if not path:
+        return "body"
+    text = ""
+    for segment in path[:_PATH_SEGMENTS]:
+        if isinstance(segment, int):
+            text += f"[{segment}]"
+        else:
+            text += ("." if text else "") + segment[:64].replace("\x00", "\\u0000")
+    return text + ("..." if len(path) > _PATH_SEGMENTS else "")
 
 
 def require_object(value: Any, path: str) -> dict[str, Any]:

@@ -65,7 +65,10 @@ def accept(settings: Settings, incoming: Incoming) -> list[Record]:
     if settings.events_api_key is None:
         raise NotConfigured("first-party events are not configured")
     verify(incoming.headers, api_key=settings.events_api_key)
-    return build_records(fields.parse_object(incoming.raw), incoming.received_at)
+    # First-party items are held to the table of contract.items: U+0000 is refused, not
+    # replaced as in provider bodies.
+    body = fields.parse(incoming.raw, nul="reject").body
+    return build_records(body, incoming.received_at)
 
 
 ENDPOINT = Endpoint(

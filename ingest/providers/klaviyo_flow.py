@@ -29,7 +29,8 @@ def build_records(
     body: dict[str, Any], received_at: str, *, raw: bytes | None = None
 ) -> list[Record]:
     """One record whose value is the whole posted body (``raw`` when given, so the bytes
-    published are exactly the bytes received)."""
+    published are exactly the bytes received, each U+0000 replaced as :func:`fields.parse`
+    does)."""
     event_id = fields.require_id(body.get("event_id"), "event_id")
     profile = fields.require_object(body.get("profile"), "profile")
     profile_id = fields.require_text(profile.get("id"), "profile.id")
@@ -50,8 +51,8 @@ def accept(settings: Settings, incoming: Incoming) -> list[Record]:
     if settings.klaviyo_flow_token is None:
         raise NotConfigured("Klaviyo flow webhooks are not configured")
     verify(incoming.params.get("token", ""), expected=settings.klaviyo_flow_token)
-    body = fields.parse_object(incoming.raw)
-    return build_records(body, incoming.received_at, raw=incoming.raw)
+    parsed = fields.parse(incoming.raw)
+    return build_records(parsed.body, incoming.received_at, raw=parsed.raw)
 
 
 ENDPOINT = Endpoint(
