@@ -81,9 +81,7 @@ def test_accepted(raw: bytes, body: dict[str, Any]) -> None:
         pytest.param(b'{"a": "x\\u0000y"}', {"a": "x\ufffdy"}, id="in a value"),
         pytest.param(b'{"a\\u0000": 1}', {"a\ufffd": 1}, id="in a key"),
         pytest.param(b'{"a": "\\u0000\\u0000"}', {"a": "\ufffd\ufffd"}, id="twice in a row"),
-        pytest.param(
-            b'{"a": "\\\\\\u0000"}', {"a": "\\\ufffd"}, id="after an escaped backslash"
-        ),
+        pytest.param(b'{"a": "\\\\\\u0000"}', {"a": "\\\ufffd"}, id="after an escaped backslash"),
         pytest.param(b'{"a": ["\\u0000"]}', {"a": ["\ufffd"]}, id="in a list"),
     ],
 )
