@@ -41,6 +41,14 @@ class Settings:
     produce_timeout_s: float = 4.0
     port: int = 8000
 
+    # Ingest limits: what one process takes on at once, and how long it waits for a client
+    max_inflight_bytes: int = 64 * 1024 * 1024
+    max_concurrent_requests: int = 256
+    max_header_bytes: int = 16 * 1024
+    max_headers: int = 100
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+
     # Topics
     topic_partitions: int = 6
     topic_replication_factor: int = 1
@@ -140,6 +148,12 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "MAX_BODY_BYTES": ("max_body_bytes", lambda n, v: _int(n, v, 1)),
     "PRODUCE_TIMEOUT_S": ("produce_timeout_s", _float),
     "PORT": ("port", lambda n, v: _int(n, v, 1)),
+    "MAX_INFLIGHT_BYTES": ("max_inflight_bytes", lambda n, v: _int(n, v, 1)),
+    "MAX_CONCURRENT_REQUESTS": ("max_concurrent_requests", lambda n, v: _int(n, v, 1)),
+    "MAX_HEADER_BYTES": ("max_header_bytes", lambda n, v: _int(n, v, 1024)),
+    "MAX_HEADERS": ("max_headers", lambda n, v: _int(n, v, 1)),
+    "HEADER_TIMEOUT_S": ("header_timeout_s", _float),
+    "BODY_TIMEOUT_S": ("body_timeout_s", _float),
     "TOPIC_PARTITIONS": ("topic_partitions", lambda n, v: _int(n, v, 1)),
     "TOPIC_REPLICATION_FACTOR": ("topic_replication_factor", lambda n, v: _int(n, v, 1)),
     "CONSUMER_GROUP": ("consumer_group", lambda n, v: v.strip()),
@@ -171,6 +185,11 @@ def from_mapping(env: Mapping[str, str]) -> Settings:
         raise ConfigError(f"ENVIRONMENT must be one of {', '.join(ENVIRONMENTS)}")
     if not 0 < settings.poison_max_share <= 1:
         raise ConfigError("POISON_MAX_SHARE must be in (0, 1]")
+    if settings.max_inflight_bytes < settings.max_body_bytes:
+        # A body the budget can never hold would be answered 503 and retried forever.
+        raise ConfigError("MAX_INFLIGHT_BYTES must be >= MAX_BODY_BYTES")
+    if settings.header_timeout_s <= 0 or settings.body_timeout_s <= 0:
+        raise ConfigError("HEADER_TIMEOUT_S and BODY_TIMEOUT_S must be > 0")
     return settings
 
 

@@ -25,9 +25,10 @@ from contract.records import Record, rfc3339
 from core.settings import Settings
 from core.topics import topic_name
 from ingest import openapi
-from ingest.body import read_limited
-from ingest.endpoint import Endpoint, Incoming
+from ingest.body import declared_length, read_limited
+from ingest.endpoint import Endpoint, Head, Incoming
 from ingest.errors import IngestError, NotConfigured, PublishError, VerificationError
+from ingest.limits import Admission
 from ingest.metrics import CONTENT_TYPE_LATEST, IngestMetrics
 from ingest.publisher import KafkaPublisher, Publisher
 from ingest.registry import ENDPOINTS
@@ -45,7 +46,7 @@ def json_response(status: int, payload: Mapping[str, Any], **headers: str) -> Re
 
 
 def error_response(error: IngestError) -> Response:
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if isinstance(error, PublishError) else {}
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if error.status == 503 else {}
     return json_response(error.status, {"error": error.code, "detail": error.detail}, **headers)
 
 
@@ -64,6 +65,7 @@ class Runtime:
         self.settings = settings
         self.metrics = metrics
         self.publisher = publisher
+        self.admission = Admission(settings.max_concurrent_requests, settings.max_inflight_bytes)
 
     def count_produced(self, records: Sequence[Record]) -> None:
         for stream, count in Counter(r.stream for r in records).items():
@@ -79,20 +81,29 @@ class WebhookHandler:
         self.runtime = runtime
 
     async def _process(self, request: Request, now: float) -> list[Record]:
+        """The checks in their order (README, "Limits and the order of checks"): what needs
+        no body first, so a refused request costs neither its upload nor memory."""
         settings = self.runtime.settings
-        if not self.endpoint.enabled(settings):
+        endpoint = self.endpoint
+        if not endpoint.enabled(settings):
             raise NotConfigured("not found")
-        raw = await read_limited(request, settings.max_body_bytes)
-        received_at = rfc3339(datetime.fromtimestamp(now, UTC))
-        incoming = Incoming(request.headers, request.path_params, raw, now, received_at)
-        if len(raw) > OFFLOAD_BYTES:
-            # Decoding and validating a multi-megabyte batch takes milliseconds; off the
-            # event loop, concurrent small requests are not held up behind it.
-            records = await asyncio.to_thread(self.endpoint.accept, settings, incoming)
-        else:
-            records = self.endpoint.accept(settings, incoming)
-        if records:
-            await self._publish(records)
+        endpoint.authorize(settings, Head(request.headers, request.path_params, now))
+        declared = declared_length(request.headers, settings.max_body_bytes)
+        with self.runtime.admission.enter(declared) as ticket:
+            raw = await read_limited(
+                request, settings.max_body_bytes, ticket, settings.body_timeout_s
+            )
+            request.state.body_read = True
+            received_at = rfc3339(datetime.fromtimestamp(now, UTC))
+            incoming = Incoming(request.headers, request.path_params, raw, now, received_at)
+            if len(raw) > OFFLOAD_BYTES:
+                # Decoding and validating a multi-megabyte batch takes milliseconds; off the
+                # event loop, concurrent small requests are not held up behind it.
+                records = await asyncio.to_thread(endpoint.accept, settings, incoming)
+            else:
+                records = endpoint.accept(settings, incoming)
+            if records:
+                await self._publish(records)
         return records
 
     async def _publish(self, records: list[Record]) -> None:
@@ -138,6 +149,10 @@ class WebhookHandler:
             failure = "internal"
             log.exception("unexpected error", extra={"request_id": rid, "endpoint": name})
             response = json_response(500, {"error": "internal", "detail": "internal error"})
+        if not getattr(request.state, "body_read", False):
+            # Answered before the body was read: what is left of it is not worth reading,
+            # nor a connection that may still be trickling it.
+            response.headers["Connection"] = "close"
         elapsed = time.perf_counter() - started
         metrics = self.runtime.metrics
         metrics.requests.labels(name, str(response.status_code)).inc()
@@ -164,7 +179,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
     detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
-    return json_response(status, {"error": code, "detail": str(detail).lower()})
+    # Routing's own headers, e.g. the Allow of a 405 (RFC 9110 15.5.6).
+    headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
+    return json_response(status, {"error": code, "detail": str(detail).lower()}, **headers)
 
 
 def _version() -> str:

@@ -1,28 +1,46 @@
-"""Reading a request body under ``MAX_BODY_BYTES`` without buffering more than the limit."""
+"""Reading a request body under ``MAX_BODY_BYTES``, the in-flight budget and ``BODY_TIMEOUT_S``,
+without buffering more than the limit."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
+
 from starlette.requests import Request
 
-from ingest.errors import BadRequest, PayloadTooLarge
+from ingest.errors import BadRequest, PayloadTooLarge, RequestTimeout
+from ingest.limits import Ticket
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The whole body, or PayloadTooLarge as soon as the declared or streamed size passes
-    ``limit``; the rest of an oversize body is never read."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise BadRequest("Content-Length is not a number") from None
-        if size > limit:
-            raise PayloadTooLarge(f"body of {size} bytes is over the limit of {limit}")
+def declared_length(headers: Mapping[str, str], limit: int) -> int | None:
+    """The ``Content-Length`` (None when absent: a chunked body); PayloadTooLarge over
+    ``limit``, so an oversize body is refused before a byte of it is read."""
+    declared = headers.get("content-length")
+    if declared is None:
+        return None
+    # ASCII digits only: int() would also take "+5", " 5", "5_000" and non-ASCII digits.
+    if not (declared.isascii() and declared.isdigit()) or len(declared) > 18:
+        raise BadRequest("Content-Length is not a number")
+    size = int(declared)
+    if size > limit:
+        raise PayloadTooLarge(f"body of {size} bytes is over the limit of {limit}")
+    return size
+
+
+async def read_limited(request: Request, limit: int, ticket: Ticket, timeout_s: float) -> bytes:
+    """The whole body, or PayloadTooLarge as soon as the streamed size passes ``limit``
+    (the rest is never read), Overloaded when it outgrows the in-flight budget, and
+    RequestTimeout when it has not all arrived ``timeout_s`` after the headers."""
     chunks: list[bytes] = []
     received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:
-            raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limit:
+                    raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
+                ticket.cover(received)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(f"the body did not arrive within {timeout_s:g} s") from None
     return b"".join(chunks)

@@ -1,9 +1,13 @@
 """The seam between the HTTP layer and the providers.
 
 Each provider module exposes one :class:`Endpoint`: where it is mounted, whether it is
-configured, and ``accept`` -- a pure function from the received request to the records to
-publish, raising :class:`ingest.errors.IngestError` subclasses for everything it rejects.
-The HTTP layer stays the same for every provider: raw body -> ``accept`` -> publish -> answer.
+configured, ``authorize`` -- the credentials it can check before the body is read (an
+``Authorization`` value, a path token, a signed timestamp) -- and ``accept`` -- a pure
+function from the received request to the records to publish. Both raise
+:class:`ingest.errors.IngestError` subclasses for everything they reject. ``accept`` checks
+everything again (it is complete on its own); ``authorize`` lets the HTTP layer refuse a
+request without reading, or holding memory for, its body:
+404 unconfigured -> ``authorize`` -> size and budget -> body -> ``accept`` -> publish -> answer.
 """
 
 from __future__ import annotations
@@ -13,6 +17,19 @@ from dataclasses import dataclass
 
 from contract.records import Record
 from core.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """A request before its body is read."""
+
+    headers: Mapping[str, str]  # case-insensitive, or a plain dict with lower-case names
+    params: Mapping[str, str]  # path parameters
+    now: float  # unix seconds when the request arrived
+
+
+def no_check(settings: Settings, head: Head) -> None:
+    """For an endpoint whose every credential needs the body."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,4 +51,5 @@ class Endpoint:
     security: str  # how a request proves itself, for /openapi.json
     enabled: Callable[[Settings], bool]  # False -> 404 (fail closed)
     accept: Callable[[Settings, Incoming], list[Record]]
+    authorize: Callable[[Settings, Head], None] = no_check  # before the body is read
     success_status: int = 200

@@ -45,6 +45,20 @@ class PayloadTooLarge(IngestError):
     code = "payload_too_large"
 
 
+class RequestTimeout(IngestError):
+    """The body did not arrive within ``BODY_TIMEOUT_S`` (408); the connection is closed."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class Overloaded(IngestError):
+    """Over ``MAX_CONCURRENT_REQUESTS`` or ``MAX_INFLIGHT_BYTES`` (503 + Retry-After)."""
+
+    status = 503
+    code = "overloaded"
+
+
 class PublishError(IngestError):
     """Kafka did not acknowledge every record; the provider should retry (503)."""
 

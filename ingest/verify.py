@@ -112,6 +112,16 @@ def timestamped_message(timestamp: str, raw: bytes) -> bytes:
     return timestamp.encode() + b"." + raw
 
 
+def signed_recently(
+    headers: Mapping[str, str], header: str, *, now: float, tolerance_s: float
+) -> TimestampedSignature:
+    """The parsed ``t=...,v1=...`` header, its timestamp within the tolerance: everything
+    about it that can be checked before the body is read."""
+    parsed = parse_timestamped_signature(require_header(headers, header), header)
+    check_timestamp(int(parsed.timestamp), now, tolerance_s)
+    return parsed
+
+
 def verify_timestamped(
     headers: Mapping[str, str],
     header: str,
@@ -122,8 +132,7 @@ def verify_timestamped(
     tolerance_s: float,
 ) -> None:
     """Verify a ``t=...,v1=...`` HMAC-SHA256 header over ``"{t}.{raw}"`` against any secret."""
-    parsed = parse_timestamped_signature(require_header(headers, header), header)
-    check_timestamp(int(parsed.timestamp), now, tolerance_s)
+    parsed = signed_recently(headers, header, now=now, tolerance_s=tolerance_s)
     message = timestamped_message(parsed.timestamp, raw)
     check_hex_signature(
         (hmac_sha256_hex(secret, message) for secret in secrets), parsed.signatures, header

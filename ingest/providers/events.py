@@ -17,7 +17,7 @@ from contract.items import InvalidField, parse_fields
 from contract.records import SOURCE_APP, Record, cloudevent
 from core.settings import Settings
 from ingest import fields
-from ingest.endpoint import Endpoint, Incoming
+from ingest.endpoint import Endpoint, Head, Incoming
 from ingest.errors import BadCredentials, BadRequest, NotConfigured
 from ingest.verify import equal, header_bytes, require_header
 
@@ -61,6 +61,12 @@ def build_records(body: dict[str, Any], received_at: str) -> list[Record]:
     ]
 
 
+def authorize(settings: Settings, head: Head) -> None:
+    if settings.events_api_key is None:
+        raise NotConfigured("first-party events are not configured")
+    verify(head.headers, api_key=settings.events_api_key)
+
+
 def accept(settings: Settings, incoming: Incoming) -> list[Record]:
     if settings.events_api_key is None:
         raise NotConfigured("first-party events are not configured")
@@ -79,5 +85,6 @@ ENDPOINT = Endpoint(
     security="Authorization: Bearer <EVENTS_API_KEY>",
     enabled=lambda s: s.events_api_key is not None,
     accept=accept,
+    authorize=authorize,
     success_status=202,
 )

@@ -14,9 +14,9 @@ from contract import times
 from contract.records import SOURCE_KIT, Record, cloudevent
 from core.settings import Settings
 from ingest import fields
-from ingest.endpoint import Endpoint, Incoming
+from ingest.endpoint import Endpoint, Head, Incoming
 from ingest.errors import NotConfigured
-from ingest.verify import verify_timestamped
+from ingest.verify import signed_recently, verify_timestamped
 
 SIGNATURE_HEADER = "X-Kit-Signature"
 MAX_EVENTS = 100
@@ -63,6 +63,13 @@ def build_records(body: dict[str, Any], received_at: str) -> list[Record]:
     return records
 
 
+def authorize(settings: Settings, head: Head) -> None:
+    """The signature header is present, well formed and recent (its HMAC needs the body)."""
+    signed_recently(
+        head.headers, SIGNATURE_HEADER, now=head.now, tolerance_s=settings.signature_tolerance_s
+    )
+
+
 def accept(settings: Settings, incoming: Incoming) -> list[Record]:
     if not settings.kit_webhook_secrets:
         raise NotConfigured("Kit webhooks are not configured")
@@ -84,4 +91,5 @@ ENDPOINT = Endpoint(
     "configured KIT_WEBHOOK_SECRET)",
     enabled=lambda s: bool(s.kit_webhook_secrets),
     accept=accept,
+    authorize=authorize,
 )

@@ -14,7 +14,7 @@ from typing import Any
 from contract.records import SOURCE_KIT, Record, cloudevent
 from core.settings import Settings
 from ingest import fields
-from ingest.endpoint import Endpoint, Incoming
+from ingest.endpoint import Endpoint, Head, Incoming
 from ingest.errors import BadCredentials, BadRequest, NotConfigured
 from ingest.providers.kit import subscriber_email
 from ingest.verify import equal
@@ -67,6 +67,12 @@ def build_records(
     ]
 
 
+def authorize(settings: Settings, head: Head) -> None:
+    if settings.kit_legacy_token is None:
+        raise NotConfigured("legacy Kit hooks are not configured")
+    verify(head.params.get("token", ""), expected=settings.kit_legacy_token)
+
+
 def accept(settings: Settings, incoming: Incoming) -> list[Record]:
     if settings.kit_legacy_token is None:
         raise NotConfigured("legacy Kit hooks are not configured")
@@ -84,4 +90,5 @@ ENDPOINT = Endpoint(
     security="{token} path segment equal to KIT_LEGACY_TOKEN",
     enabled=lambda s: s.kit_legacy_token is not None,
     accept=accept,
+    authorize=authorize,
 )

@@ -15,7 +15,7 @@ from contract import times
 from contract.records import SOURCE_KLAVIYO, Record, cloudevent
 from core.settings import Settings
 from ingest import fields
-from ingest.endpoint import Endpoint, Incoming
+from ingest.endpoint import Endpoint, Head, Incoming
 from ingest.errors import NotConfigured, WebhookIdMismatch
 from ingest.verify import (
     check_hex_signature,
@@ -38,15 +38,23 @@ def signature(secret: str, raw: bytes, timestamp: str) -> str:
     return hmac_sha256_hex(secret, raw + header_bytes(timestamp))
 
 
+def signed_recently(headers: Mapping[str, str], *, now: float, tolerance_s: float) -> str:
+    """The three headers are present and the timestamp is recent; returns the timestamp."""
+    require_header(headers, WEBHOOK_ID_HEADER)
+    sent = require_header(headers, TIMESTAMP_HEADER)
+    require_header(headers, SIGNATURE_HEADER)
+    check_timestamp(parse_http_date(sent, TIMESTAMP_HEADER), now, tolerance_s)
+    return sent
+
+
 def verify(
     headers: Mapping[str, str], raw: bytes, *, secret: str, now: float, tolerance_s: float
 ) -> str:
     """Check the signature and the timestamp; return the ``Klaviyo-Webhook-Id`` header, which
     :func:`check_webhook_id` compares with the body once it is parsed."""
+    sent = signed_recently(headers, now=now, tolerance_s=tolerance_s)
     webhook_id = require_header(headers, WEBHOOK_ID_HEADER)
-    sent = require_header(headers, TIMESTAMP_HEADER)
     given = require_header(headers, SIGNATURE_HEADER)
-    check_timestamp(parse_http_date(sent, TIMESTAMP_HEADER), now, tolerance_s)
     # The timestamp is signed exactly as received, so the raw header value is used, not
     # the stripped one.
     exact = headers.get(TIMESTAMP_HEADER.lower(), sent)
@@ -101,6 +109,11 @@ def build_records(body: dict[str, Any], received_at: str) -> list[Record]:
     return records
 
 
+def authorize(settings: Settings, head: Head) -> None:
+    """Everything but the signature itself, which covers the body."""
+    signed_recently(head.headers, now=head.now, tolerance_s=settings.signature_tolerance_s)
+
+
 def accept(settings: Settings, incoming: Incoming) -> list[Record]:
     if settings.klaviyo_webhook_secret is None:
         raise NotConfigured("Klaviyo system webhooks are not configured")
@@ -124,4 +137,5 @@ ENDPOINT = Endpoint(
     "Klaviyo-Webhook-Id equal to meta.klaviyo_webhook_id",
     enabled=lambda s: s.klaviyo_webhook_secret is not None,
     accept=accept,
+    authorize=authorize,
 )

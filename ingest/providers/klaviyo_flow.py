@@ -13,7 +13,7 @@ from contract import times
 from contract.records import SOURCE_KLAVIYO, Record, cloudevent
 from core.settings import Settings
 from ingest import fields
-from ingest.endpoint import Endpoint, Incoming
+from ingest.endpoint import Endpoint, Head, Incoming
 from ingest.errors import BadCredentials, NotConfigured
 from ingest.verify import equal
 
@@ -47,6 +47,12 @@ def build_records(
     ]
 
 
+def authorize(settings: Settings, head: Head) -> None:
+    if settings.klaviyo_flow_token is None:
+        raise NotConfigured("Klaviyo flow webhooks are not configured")
+    verify(head.params.get("token", ""), expected=settings.klaviyo_flow_token)
+
+
 def accept(settings: Settings, incoming: Incoming) -> list[Record]:
     if settings.klaviyo_flow_token is None:
         raise NotConfigured("Klaviyo flow webhooks are not configured")
@@ -62,4 +68,5 @@ ENDPOINT = Endpoint(
     security="{token} path segment equal to KLAVIYO_FLOW_TOKEN",
     enabled=lambda s: s.klaviyo_flow_token is not None,
     accept=accept,
+    authorize=authorize,
 )

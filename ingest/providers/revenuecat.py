@@ -14,11 +14,23 @@ from contract import times
 from contract.records import SOURCE_REVENUECAT, Record, cloudevent
 from core.settings import Settings
 from ingest import fields
-from ingest.endpoint import Endpoint, Incoming
+from ingest.endpoint import Endpoint, Head, Incoming
 from ingest.errors import BadCredentials, BadRequest, NotConfigured
-from ingest.verify import equal, header_bytes, require_header, verify_timestamped
+from ingest.verify import (
+    equal,
+    header_bytes,
+    require_header,
+    signed_recently,
+    verify_timestamped,
+)
 
 SIGNATURE_HEADER = "X-RevenueCat-Webhook-Signature"
+
+
+def check_authorization(headers: Mapping[str, str], *, authorization: str) -> None:
+    given = require_header(headers, "Authorization")
+    if not equal(header_bytes(given), authorization.encode()):
+        raise BadCredentials("Authorization does not match")
 
 
 def verify(
@@ -30,9 +42,7 @@ def verify(
     now: float,
     tolerance_s: float,
 ) -> None:
-    given = require_header(headers, "Authorization")
-    if not equal(header_bytes(given), authorization.encode()):
-        raise BadCredentials("Authorization does not match")
+    check_authorization(headers, authorization=authorization)
     if secret is not None:
         verify_timestamped(
             headers, SIGNATURE_HEADER, raw, (secret,), now=now, tolerance_s=tolerance_s
@@ -72,6 +82,17 @@ def build_records(body: dict[str, Any], received_at: str) -> list[Record]:
     ]
 
 
+def authorize(settings: Settings, head: Head) -> None:
+    """``Authorization``, and when HMAC is on, a well-formed recent signature header."""
+    if settings.revenuecat_authorization is None:
+        raise NotConfigured("RevenueCat webhooks are not configured")
+    check_authorization(head.headers, authorization=settings.revenuecat_authorization)
+    if settings.revenuecat_webhook_secret is not None:
+        signed_recently(
+            head.headers, SIGNATURE_HEADER, now=head.now, tolerance_s=settings.signature_tolerance_s
+        )
+
+
 def accept(settings: Settings, incoming: Incoming) -> list[Record]:
     if settings.revenuecat_authorization is None:
         raise NotConfigured("RevenueCat webhooks are not configured")
@@ -94,4 +115,5 @@ ENDPOINT = Endpoint(
     "X-RevenueCat-Webhook-Signature t=..,v1=.. (HMAC-SHA256 of '{t}.{body}')",
     enabled=lambda s: s.revenuecat_authorization is not None,
     accept=accept,
+    authorize=authorize,
 )
