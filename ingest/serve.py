@@ -3,6 +3,9 @@
 On SIGTERM (or SIGINT) uvicorn stops accepting connections, lets in-flight requests finish
 (each is answered only after Kafka acknowledged its records), then the lifespan flushes and
 closes the producer and the process exits 0.
+
+The HTTP protocol is httptools with the request-head limits of :mod:`ingest.protocol`
+(``MAX_HEADER_BYTES``, ``MAX_HEADERS``, ``HEADER_TIMEOUT_S``).
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ import uvicorn
 from core.logs import configure
 from core.settings import Settings
 from ingest.app import create_app
+from ingest.protocol import HeadLimits, limited_protocol
 from ingest.publisher import Publisher
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+KEEPALIVE_TIMEOUT_S = 75
 
 
 def _available(module: str) -> bool:
@@ -57,7 +62,9 @@ def make_server(
         create_app(settings, publisher),
         host=host,
         port=settings.port,
-        http="httptools" if _available("httptools") else "h11",
+        http=limited_protocol(
+            HeadLimits(settings.max_header_bytes, settings.max_headers, settings.header_timeout_s)
+        ),
         loop="none",  # the loop is chosen by run() (uvloop when installed)
         lifespan="on",
         # The app logs one JSON line per request itself, with the route template instead
@@ -66,6 +73,9 @@ def make_server(
         log_config=None,
         server_header=False,
         timeout_graceful_shutdown=max(1, int(settings.shutdown_deadline_s)),
+        # Longer than an ingress keeps idle upstream connections (nginx: 60 s), so the
+        # ingress never sends a request on a connection this side is just closing.
+        timeout_keep_alive=KEEPALIVE_TIMEOUT_S,
     )
     return Server(config)
 

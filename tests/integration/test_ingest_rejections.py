@@ -104,7 +104,7 @@ UNAUTHORIZED = [
         id="rc stale",
     ),
     pytest.param(
-        lambda s: h.revenuecat(s, {"event": h.revenuecat_event()}, now=time.time() + 301),
+        lambda s: h.revenuecat(s, {"event": h.revenuecat_event()}, now=time.time() + 600),
         "future_timestamp",
         id="rc future",
     ),
@@ -131,7 +131,7 @@ UNAUTHORIZED = [
         id="klaviyo stale",
     ),
     pytest.param(
-        lambda s: h.klaviyo_request(s, h.klaviyo_batch(), now=time.time() + 301),
+        lambda s: h.klaviyo_request(s, h.klaviyo_batch(), now=time.time() + 600),
         "future_timestamp",
         id="klaviyo future",
     ),
@@ -184,7 +184,7 @@ UNAUTHORIZED = [
         id="kit stale",
     ),
     pytest.param(
-        lambda s: h.kit_request(s, {"events": [h.kit_event()]}, now=time.time() + 301),
+        lambda s: h.kit_request(s, {"events": [h.kit_event()]}, now=time.time() + 600),
         "future_timestamp",
         id="kit future",
     ),
