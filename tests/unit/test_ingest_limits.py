@@ -1,0 +1,344 @@
+"""The order of checks and the process limits, in process (no broker).
+
+Bodies are async generators that count what the app pulls, so "refused without reading the
+body" is observed rather than assumed. Without a lifespan no publisher exists: a request
+that passes every check ends in 503 ``unavailable``, distinct from ``overloaded``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from email.utils import formatdate
+
+import httpx
+import pytest
+
+from core.settings import ConfigError, Settings, from_mapping
+from ingest.app import create_app
+from ingest.limits import Admission
+from ingest.verify import sign_timestamped
+
+MiB = 1024 * 1024
+SETTINGS = Settings(
+    revenuecat_authorization="Bearer rc",
+    revenuecat_webhook_secret="rc-hmac",
+    klaviyo_webhook_secret="kl",
+    klaviyo_flow_token="flow",
+    kit_webhook_secrets=("kit",),
+    kit_legacy_token="legacy",
+    events_api_key="ev",
+    max_body_bytes=5 * MiB,
+)
+NOW = time.time()
+STALE = int(NOW) - 3600
+KIT_OK = sign_timestamped(("kit",), int(NOW), b"{}")
+RC_OK = sign_timestamped(("rc-hmac",), int(NOW), b"{}")
+
+
+@dataclass
+class Upload:
+    """A request body of ``chunks`` x 64 KiB that counts the chunks the server pulled and
+    can stall after ``stall_after`` chunks until ``release`` is set."""
+
+    chunks: int = 80  # 5 MiB
+    stall_after: int | None = None
+    pulled: int = 0
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def size(self) -> int:
+        return self.chunks * 64 * 1024
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for index in range(self.chunks):
+            if index == self.stall_after:
+                self.started.set()
+                await self.release.wait()
+            self.pulled += 1
+            yield b" " * (64 * 1024)
+
+
+def client_for(settings: Settings) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=create_app(settings))
+    return httpx.AsyncClient(transport=transport, base_url="http://ingest")
+
+
+async def post(
+    client: httpx.AsyncClient, path: str, headers: dict[str, str], upload: Upload
+) -> httpx.Response:
+    headers = {**headers, "content-length": str(upload.size)}
+    return await client.post(path, content=upload, headers=headers)
+
+
+KLAVIYO = {"klaviyo-webhook-id": "wh", "klaviyo-signature": "0" * 64}
+REFUSED_BEFORE_THE_BODY = [
+    pytest.param(
+        SETTINGS.with_overrides(revenuecat_authorization=None),
+        "/webhooks/revenuecat",
+        {"authorization": "Bearer rc"},
+        404,
+        "not_found",
+        id="unconfigured endpoint",
+    ),
+    pytest.param(
+        SETTINGS,
+        "/webhooks/revenuecat",
+        {"authorization": "Bearer x"},
+        401,
+        "unauthorized",
+        id="revenuecat wrong Authorization",
+    ),
+    pytest.param(
+        SETTINGS,
+        "/webhooks/revenuecat",
+        {"authorization": "Bearer rc"},
+        401,
+        "unauthorized",
+        id="revenuecat no signature header",
+    ),
+    pytest.param(
+        SETTINGS,
+        "/webhooks/revenuecat",
+        {
+            "authorization": "Bearer rc",
+            "x-revenuecat-webhook-signature": sign_timestamped(("rc-hmac",), STALE, b""),
+        },
+        401,
+        "unauthorized",
+        id="revenuecat stale signature",
+    ),
+    pytest.param(
+        SETTINGS,
+        "/events",
+        {"authorization": "Bearer nope"},
+        401,
+        "unauthorized",
+        id="events wrong key",
+    ),
+    pytest.param(
+        SETTINGS, "/webhooks/klaviyo/flow/guess", {}, 401, "unauthorized", id="flow wrong token"
+    ),
+    pytest.param(
+        SETTINGS,
+        "/webhooks/kit/legacy/guess/subscriber.subscriber_activate",
+        {},
+        401,
+        "unauthorized",
+        id="legacy Kit wrong token",
+    ),
+    pytest.param(SETTINGS, "/webhooks/kit", {}, 401, "unauthorized", id="kit no signature"),
+    pytest.param(
+        SETTINGS,
+        "/webhooks/kit",
+        {"x-kit-signature": sign_timestamped(("kit",), STALE, b"")},
+        401,
+        "unauthorized",
+        id="kit stale signature",
+    ),
+    pytest.param(
+        SETTINGS, "/webhooks/klaviyo", KLAVIYO, 401, "unauthorized", id="klaviyo no timestamp"
+    ),
+    pytest.param(
+        SETTINGS,
+        "/webhooks/klaviyo",
+        {**KLAVIYO, "klaviyo-timestamp": formatdate(STALE, usegmt=True)},
+        401,
+        "unauthorized",
+        id="klaviyo stale timestamp",
+    ),
+    pytest.param(
+        SETTINGS.with_overrides(max_body_bytes=MiB),
+        "/events",
+        {"authorization": "Bearer ev"},
+        413,
+        "payload_too_large",
+        id="declared length over MAX_BODY_BYTES",
+    ),
+    pytest.param(
+        SETTINGS.with_overrides(max_inflight_bytes=MiB),
+        "/events",
+        {"authorization": "Bearer ev"},
+        503,
+        "overloaded",
+        id="declared length over the in-flight budget",
+    ),
+]
+
+
+@pytest.mark.parametrize(("settings", "path", "headers", "status", "code"), REFUSED_BEFORE_THE_BODY)
+async def test_refused_before_the_body_is_read(
+    settings: Settings, path: str, headers: dict[str, str], status: int, code: str
+) -> None:
+    upload = Upload()
+    async with client_for(settings) as client:
+        response = await post(client, path, headers, upload)
+
+    assert (response.status_code, response.json()["error"]) == (status, code)
+    assert upload.pulled == 0
+    assert response.headers["connection"] == "close"
+    if status == 503:
+        assert response.headers["retry-after"] == "5"
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        pytest.param(
+            "/webhooks/revenuecat",
+            {"authorization": "Bearer rc", "x-revenuecat-webhook-signature": RC_OK},
+            id="revenuecat",
+        ),
+        pytest.param("/webhooks/kit", {"x-kit-signature": KIT_OK}, id="kit"),
+        pytest.param("/events", {"authorization": "Bearer ev"}, id="events"),
+    ],
+)
+async def test_good_credentials_read_the_body(path: str, headers: dict[str, str]) -> None:
+    """The other side of the table above: the same request with valid pre-body credentials
+    is read whole and then refused for its body (the signature, or not JSON)."""
+    upload = Upload(chunks=2)
+    async with client_for(SETTINGS) as client:
+        response = await post(client, path, headers, upload)
+
+    assert response.status_code in (400, 401)
+    assert upload.pulled == 2
+    assert "connection" not in response.headers
+
+
+@dataclass
+class Held:
+    """A first request admitted and stalled inside its body."""
+
+    client: httpx.AsyncClient
+    upload: Upload
+    task: asyncio.Task[httpx.Response]
+    admission: Admission
+
+    async def finish(self) -> httpx.Response:
+        self.upload.release.set()
+        return await self.task
+
+
+@asynccontextmanager
+async def hold(settings: Settings, upload: Upload, *, chunked: bool = False) -> AsyncIterator[Held]:
+    app = create_app(settings)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://ingest"
+    ) as client:
+        headers = {"authorization": "Bearer ev"}
+        if not chunked:
+            headers["content-length"] = str(upload.size)
+        task = asyncio.create_task(client.post("/events", content=upload, headers=headers))
+        await upload.started.wait()
+        held = Held(client, upload, task, app.state.runtime.admission)
+        try:
+            yield held
+        finally:
+            await held.finish()
+
+
+@pytest.mark.parametrize(
+    ("settings", "second_size"),
+    [
+        pytest.param(
+            SETTINGS.with_overrides(max_concurrent_requests=1), 10, id="MAX_CONCURRENT_REQUESTS"
+        ),
+        pytest.param(
+            SETTINGS.with_overrides(max_inflight_bytes=5 * MiB + 100 * 1024),
+            200 * 1024,
+            id="MAX_INFLIGHT_BYTES",
+        ),
+    ],
+)
+async def test_over_a_limit_is_503_with_retry_after_until_released(
+    settings: Settings, second_size: int
+) -> None:
+    headers = {"authorization": "Bearer ev", "content-length": str(second_size)}
+    async with hold(settings, Upload(stall_after=1)) as held:
+        assert held.admission.requests == 1
+        assert held.admission.bytes == held.upload.size
+        refused = await held.client.post("/events", content=b" " * second_size, headers=headers)
+
+        assert refused.status_code == 503
+        assert refused.json()["error"] == "overloaded"
+        assert refused.headers["retry-after"] == "5"
+
+        first = await held.finish()
+        assert first.json()["error"] == "bad_request"  # read whole, then not JSON
+        assert (held.admission.requests, held.admission.bytes) == (0, 0)
+        again = await held.client.post("/events", content=b" " * second_size, headers=headers)
+        assert again.json()["error"] == "bad_request"
+
+
+async def test_a_chunked_body_reserves_as_it_grows() -> None:
+    settings = SETTINGS.with_overrides(max_inflight_bytes=5 * MiB)
+    async with hold(settings, Upload(chunks=17, stall_after=16), chunked=True) as held:
+        assert held.admission.bytes == MiB  # what arrived so far, nothing declared
+        chunked = Upload(chunks=80)
+        response = await held.client.post(
+            "/events", content=chunked, headers={"authorization": "Bearer ev"}
+        )
+        assert response.status_code == 503
+        assert response.json()["error"] == "overloaded"
+        assert 0 < chunked.pulled < 80
+        await held.finish()
+        assert held.admission.bytes == 0
+
+
+async def test_a_stalled_body_is_408() -> None:
+    settings = SETTINGS.with_overrides(body_timeout_s=0.05)
+    upload = Upload(chunks=2, stall_after=1)
+    async with client_for(settings) as client:
+        response = await post(client, "/events", {"authorization": "Bearer ev"}, upload)
+    assert response.status_code == 408
+    assert response.json()["error"] == "request_timeout"
+    assert response.headers["connection"] == "close"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        pytest.param("GET", "/events", "POST", id="GET a webhook"),
+        pytest.param("PUT", "/webhooks/kit", "POST", id="PUT a webhook"),
+        pytest.param("POST", "/healthz", "GET, HEAD", id="POST an operations endpoint"),
+        pytest.param("DELETE", "/metrics", "GET, HEAD", id="DELETE metrics"),
+    ],
+)
+async def test_405_names_the_allowed_methods(method: str, path: str, allow: str) -> None:
+    async with client_for(SETTINGS) as client:
+        response = await client.request(method, path)
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) == set(allow.split(", "))
+    assert response.json()["error"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        pytest.param(
+            {"MAX_BODY_BYTES": "100", "MAX_INFLIGHT_BYTES": "99"},
+            "MAX_INFLIGHT_BYTES must be >= MAX_BODY_BYTES",
+            id="budget below one body",
+        ),
+        pytest.param({"MAX_CONCURRENT_REQUESTS": "0"}, ">= 1", id="no request allowed"),
+        pytest.param({"MAX_HEADER_BYTES": "100"}, ">= 1024", id="header bytes too small"),
+        pytest.param({"HEADER_TIMEOUT_S": "0"}, "must be > 0", id="zero head timeout"),
+        pytest.param({"BODY_TIMEOUT_S": "x"}, "must be a number", id="body timeout not a number"),
+    ],
+)
+def test_limit_settings_are_validated(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        from_mapping(env)
+
+
+def test_limit_defaults_suit_a_512_mib_pod() -> None:
+    settings = from_mapping({})
+    assert settings.max_inflight_bytes == 64 * MiB
+    assert settings.max_body_bytes <= settings.max_inflight_bytes
+    assert settings.max_concurrent_requests == 256
+    assert (settings.max_header_bytes, settings.max_headers) == (16 * 1024, 100)
+    assert (settings.header_timeout_s, settings.body_timeout_s) == (10, 30)
