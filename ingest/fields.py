@@ -23,6 +23,9 @@ from contract.fields import dig as dig
 from ingest.errors import BadRequest
 
 MAX_DEPTH = 128  # containers inside containers, the body itself being level 1
+# Ids, types and partition keys: enough for any provider's, and short enough for the
+# consumers' unique indexes (a B-tree entry must fit in a third of a page, ~2,700 bytes).
+MAX_TEXT = 256
 
 _NUL_ESCAPE = b"\\u0000"
 # \u0000 preceded by an even number of backslashes (an odd number escapes the backslash).
@@ -130,9 +133,11 @@ def require_list(value: Any, path: str, *, minimum: int, maximum: int) -> list[A
 
 
 def require_text(value: Any, path: str) -> str:
-    """A non-empty string."""
+    """A non-empty string of at most :data:`MAX_TEXT` characters."""
     if not isinstance(value, str) or not value.strip():
         raise BadRequest(f"{path}: is required (a non-empty string)")
+    if len(value) > MAX_TEXT:
+        raise BadRequest(f"{path}: must be at most {MAX_TEXT} characters")
     return value
 
 

@@ -8,6 +8,7 @@ HTTP date) must be within the tolerance, and ``meta.klaviyo_webhook_id`` must eq
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,7 +17,7 @@ from contract.records import SOURCE_KLAVIYO, Record, cloudevent
 from core.settings import Settings
 from ingest import fields
 from ingest.endpoint import Endpoint, Head, Incoming
-from ingest.errors import NotConfigured, WebhookIdMismatch
+from ingest.errors import BadRequest, NotConfigured, WebhookIdMismatch
 from ingest.verify import (
     check_hex_signature,
     check_timestamp,
@@ -31,6 +32,10 @@ WEBHOOK_ID_HEADER = "Klaviyo-Webhook-Id"
 TIMESTAMP_HEADER = "Klaviyo-Timestamp"
 SIGNATURE_HEADER = "Klaviyo-Signature"
 MAX_EVENTS = 1000
+# Marketing-consent topics change a profile's notification settings, so the consumers need
+# the profile; one without it could never apply (see consumers/handlers/klaviyo_events.py).
+_CONSENT_TOPIC = re.compile(r"event:klaviyo\.(?:un)?subscribed_to_[a-z]+_marketing")
+_PROFILE_PATH = "payload.data.relationships.profile.data.id"
 
 
 def signature(secret: str, raw: bytes, timestamp: str) -> str:
@@ -93,6 +98,9 @@ def build_records(body: dict[str, Any], received_at: str) -> list[Record]:
         element = fields.require_object(item, path)
         external_id = fields.require_text(element.get("external_id"), f"{path}.external_id")
         topic = fields.require_text(element.get("topic"), f"{path}.topic")
+        profile = profile_id(element)
+        if profile is None and _CONSENT_TOPIC.fullmatch(topic):
+            raise BadRequest(f"{path}.{_PROFILE_PATH}: is required for a consent topic")
         records.append(
             cloudevent(
                 source=SOURCE_KLAVIYO,
@@ -101,7 +109,7 @@ def build_records(body: dict[str, Any], received_at: str) -> list[Record]:
                 time=event_time(element, body, received_at),
                 # An event without a profile (none of today's topics) still needs a key;
                 # its own id spreads such events evenly.
-                partition_key=profile_id(element) or external_id,
+                partition_key=profile or external_id,
                 value=fields.dumps(element),
                 received_at=received_at,
             )

@@ -100,6 +100,11 @@ def test_revenuecat_time_falls_back_to_receive_time() -> None:
         pytest.param({"event": rc_event(id="")}, "event.id: is required", id="empty id"),
         pytest.param({"event": rc_event(type=None)}, "event.type: is required", id="no type"),
         pytest.param(
+            {"event": rc_event(id="i" * 257)},
+            "event.id: must be at most 256 characters",
+            id="id too long for an index",
+        ),
+        pytest.param(
             {"event": rc_event(original_app_user_id=None, app_user_id=None)},
             "event.app_user_id: is required",
             id="no user",
@@ -174,7 +179,8 @@ def test_klaviyo_event_time(attributes: dict[str, Any], meta: dict[str, Any], ti
 
 
 def test_klaviyo_event_without_profile_is_keyed_by_its_id() -> None:
-    [record] = klaviyo.build_records({"data": [kl_element(3, payload={})]}, RECEIVED)
+    element = kl_element(3, payload={}, topic="event:klaviyo.opened_email")
+    [record] = klaviyo.build_records({"data": [element]}, RECEIVED)
     assert record.key == b"ext-3"
 
 
@@ -190,6 +196,16 @@ def test_klaviyo_event_without_profile_is_keyed_by_its_id() -> None:
         ),
         pytest.param(
             {"data": [kl_element(0, topic=7)]}, "data[0].topic: is required", id="topic not text"
+        ),
+        pytest.param(
+            {"data": [kl_element(0), kl_element(1, payload={"data": {}})]},
+            "data[1].payload.data.relationships.profile.data.id: is required for a consent topic",
+            id="consent without profile",
+        ),
+        pytest.param(
+            {"data": [kl_element(0, external_id="x" * 257)]},
+            "data[0].external_id: must be at most 256 characters",
+            id="id too long for an index",
         ),
         pytest.param(
             {"data": [kl_element(i) for i in range(1001)]},
