@@ -1,22 +1,32 @@
 """Property: whatever the body and headers, an endpoint either builds records or rejects the
-request with one of its own errors (4xx) -- never anything that would become a 500."""
+request with one of its own errors (4xx) -- never anything that would become a 500 -- and
+what it accepts from a hostile but correctly signed body the consumers can apply."""
 
 from __future__ import annotations
 
+import copy
 import json
 import time
+from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from consumers.decode import RawRecord, decode
+from contract.items import contains_nul
 from contract.records import Record
 from core.settings import Settings
+from ingest import fields
 from ingest.endpoint import Endpoint, Incoming
 from ingest.errors import IngestError
 from ingest.providers import klaviyo
 from ingest.registry import ENDPOINTS
 from ingest.verify import sign_timestamped
+from tests.integration import ingest_harness as h
+
+Path = tuple[str | int, ...]
 
 SETTINGS = Settings(
     revenuecat_authorization="Bearer rc",
@@ -84,7 +94,7 @@ def signed_headers(endpoint: str, raw: bytes, now: float) -> dict[str, str]:
     if endpoint == "klaviyo":
         sent = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(t))
         return {
-            "klaviyo-webhook-id": "wh",
+            "klaviyo-webhook-id": "wh_test",
             "klaviyo-timestamp": sent,
             "klaviyo-signature": klaviyo.signature("kl", raw, sent),
         }
@@ -131,3 +141,166 @@ def test_any_request_is_accepted_or_rejected_cleanly(
     )
     if isinstance(outcome, list):
         assert all(isinstance(r, Record) and r.key for r in outcome)
+
+
+# Hostile bodies: a valid, correctly signed request of each endpoint with one field replaced
+# by a value built to break something between the door and the database.
+PLACEHOLDER = "__hostile_7f3a__"
+
+
+def paths(*chosen: Path) -> list[Path]:
+    return list(chosen)
+
+
+TEMPLATES: dict[str, tuple[dict[str, Any], list[Path]]] = {
+    "revenuecat": (
+        {"api_version": "1.0", "event": h.revenuecat_event(transferred_from=["u_rc_0"])},
+        paths(
+            ("event",),
+            *[("event", k) for k in ("id", "type", "app_user_id", "original_app_user_id")],
+            *[("event", k) for k in ("event_timestamp_ms", "transferred_from", "aliases")],
+            ("event", "subscriber_attributes", "$email", "updated_at_ms"),
+            ("event", "price"),
+        ),
+    ),
+    "klaviyo": (
+        {**h.klaviyo_batch(h.klaviyo_element()), "meta": {"klaviyo_webhook_id": "wh_test", "x": 1}},
+        paths(
+            ("data", 0),
+            ("data", 0, "external_id"),
+            ("data", 0, "topic"),
+            ("data", 0, "payload", "data", "attributes", "datetime"),
+            ("data", 0, "payload", "data", "attributes", "timestamp"),
+            ("data", 0, "payload", "data", "relationships", "profile", "data", "id"),
+            ("meta", "x"),
+        ),
+    ),
+    "klaviyo_flow": (
+        h.flow_body(),
+        paths(
+            *[(k,) for k in ("event_id", "occurred_at", "profile")],
+            *[("profile", k) for k in ("id", "email", "properties")],
+            ("profile", "properties", "environment"),
+        ),
+    ),
+    "kit": (
+        {"delivery_id": 1, "events": [h.kit_event()]},
+        paths(
+            ("events", 0),
+            *[("events", 0, k) for k in ("id", "type", "created", "data")],
+            *[("events", 0, "data", "subscriber", k) for k in ("email_address", "id", "state")],
+        ),
+    ),
+    "kit_legacy": (
+        h.legacy_body(),
+        paths(("subscriber",), *[("subscriber", k) for k in ("email_address", "id", "state")]),
+    ),
+    "events": (
+        {"events": [h.app_event(metadata={"k": 1}, conversion_value=1)]},
+        paths(
+            ("events", 0),
+            *[("events", 0, k) for k in ("id", "type", "user_id", "occurred_at", "metadata")],
+            *[("events", 0, k) for k in ("conversion_value", "scroll_depth_percent")],
+        ),
+    ),
+}
+
+
+def nest(depth: int, kind: str) -> str:
+    if kind == "list":
+        return "[" * depth + "1" + "]" * depth
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+DIGIT_STRINGS = ["\u00b2", "\u0663\u0664", "9" * 400, "9" * 5000, " 1767225600 ", "-1", "0" * 20]
+RAW_NUMBERS = ["9" * 400, "9" * 5000, "1e400", "-1e400", "NaN", "Infinity", "-Infinity"]
+RAW_NUMBERS += ["18446744073709551616", "-9223372036854775809", "1e308", "-0", "0.0000001"]
+hostile = st.one_of(
+    st.sampled_from(DIGIT_STRINGS).map(json.dumps),
+    st.sampled_from(RAW_NUMBERS),
+    st.tuples(st.integers(200, 1100), st.sampled_from(["list", "object"])).map(
+        lambda spec: nest(*spec)
+    ),
+    st.text(max_size=8).map(lambda t: json.dumps(t + "\x00" + t)),
+    st.sampled_from(['{"\\u0000": 1}', '["\\u0000"]', '"\\\\u0000"', '"\\\\\\u0000"']),
+    st.sampled_from(['"\\ud800"', '"a\\udc00b"', '{"\\udfff": 1}', '"\\ud800\\ud800"']),
+    st.sampled_from(["[]", "{}", "true", "null", "1.5", '""', '" "', "[null]", "0"]),
+    st.text(max_size=300).map(json.dumps),
+    json_values.map(json.dumps),
+)
+
+
+def hostile_body(endpoint: str, path: Path, fragment: str, duplicate: bool) -> bytes:
+    """The template with the value at ``path`` replaced by the JSON text ``fragment``; with
+    ``duplicate``, the key is kept and repeated with the fragment (the last one wins)."""
+    body, _ = TEMPLATES[endpoint]
+    changed = copy.deepcopy(body)
+    parent: Any = changed
+    for step in path[:-1]:
+        parent = parent[step]
+    original = parent.get(path[-1]) if isinstance(parent, dict) else parent[path[-1]]
+    parent[path[-1]] = PLACEHOLDER
+    text = json.dumps(changed)
+    if duplicate and isinstance(path[-1], str):
+        fragment = f"{json.dumps(original)}, {json.dumps(path[-1])}: {fragment}"
+    return text.replace(json.dumps(PLACEHOLDER), fragment).encode()
+
+
+def assert_consumable(record: Record) -> None:
+    """What the consumers would dead-letter for a reason the door can see never passes:
+    the record decodes, its value encodes again, no string holds U+0000."""
+    raw = RawRecord("t", 0, 0, record.key, record.value, record.headers)
+    event = decode(raw)
+    orjson.dumps(event.data)
+    assert not contains_nul(event.data)
+    assert all(b"\x00" not in value for _, value in record.headers)
+    assert len(event.id) <= fields.MAX_TEXT
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.name)
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), fragment=hostile, duplicate=st.booleans())
+def test_hostile_signed_bodies_are_accepted_consumably_or_refused(
+    endpoint: Endpoint, data: st.DataObject, fragment: str, duplicate: bool
+) -> None:
+    path = data.draw(st.sampled_from(TEMPLATES[endpoint.name][1]), label="path")
+    raw = hostile_body(endpoint.name, path, fragment, duplicate)
+    now = time.time()
+    incoming = Incoming(
+        signed_headers(endpoint.name, raw, now),
+        PARAMS.get(endpoint.name, {}),
+        raw,
+        now,
+        "2026-01-01T00:00:00.000Z",
+    )
+    outcome = accept_or_reject(endpoint, incoming)
+    if isinstance(outcome, list):
+        for record in outcome:
+            assert_consumable(record)
+    else:
+        assert outcome.status == 400, outcome  # signed correctly: only the body is at fault
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "path", "fragment"),
+    [
+        pytest.param("klaviyo_flow", ("occurred_at",), '"\\u00b2"', id="flow time superscript"),
+        pytest.param("kit", ("events", 0, "created"), json.dumps("9" * 400), id="kit 400 digits"),
+        pytest.param("klaviyo", ("meta", "timestamp"), json.dumps("9" * 5000), id="5000 digits"),
+        pytest.param("klaviyo_flow", ("profile",), nest(300, "object"), id="flow 300 deep"),
+        pytest.param("events", ("events", 0, "metadata"), nest(254, "object"), id="events deep"),
+        pytest.param("kit", ("events", 0, "data", "subscriber", "id"), '"\\u0000"', id="kit NUL"),
+        pytest.param("klaviyo_flow", ("profile", "email"), '"a\\u0000"', id="flow NUL"),
+    ],
+)
+def test_known_500s_of_issue_11(endpoint: str, path: Path, fragment: str) -> None:
+    [chosen] = [e for e in ENDPOINTS if e.name == endpoint]
+    raw = hostile_body(endpoint, path, fragment, duplicate=False)
+    now = time.time()
+    incoming = Incoming(
+        signed_headers(endpoint, raw, now), PARAMS.get(endpoint, {}), raw, now, "2026-01-01T00Z"
+    )
+    outcome = accept_or_reject(chosen, incoming)
+    if isinstance(outcome, list):
+        for record in outcome:
+            assert_consumable(record)
