@@ -17,8 +17,11 @@ _ERRORS = {
     "400": "Body is not JSON or lacks what is needed to build a record",
     "401": "Missing or wrong credentials, token or signature, or a stale timestamp",
     "404": "The endpoint's secret is not configured",
+    "408": "Headers not within HEADER_TIMEOUT_S or body not within BODY_TIMEOUT_S",
     "413": "Body over MAX_BODY_BYTES",
-    "503": "Kafka did not acknowledge within PRODUCE_TIMEOUT_S; retry after Retry-After",
+    "431": "Request line and headers over MAX_HEADER_BYTES, or more than MAX_HEADERS",
+    "503": "Kafka did not acknowledge within PRODUCE_TIMEOUT_S, or the process is over "
+    "MAX_CONCURRENT_REQUESTS or MAX_INFLIGHT_BYTES; retry after Retry-After",
 }
 
 
