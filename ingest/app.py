@@ -181,6 +181,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
     # Routing's own headers, e.g. the Allow of a 405 (RFC 9110 15.5.6).
     headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
+    if "transfer-encoding" in request.headers or request.headers.get("content-length", "0") != "0":
+        headers["Connection"] = "close"  # a body nobody will read, as in WebhookHandler
     return json_response(status, {"error": code, "detail": str(detail).lower()}, **headers)
 
 

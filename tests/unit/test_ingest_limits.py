@@ -317,6 +317,22 @@ async def test_405_names_the_allowed_methods(method: str, path: str, allow: str)
 
 
 @pytest.mark.parametrize(
+    ("content", "closes"),
+    [
+        pytest.param(b"x" * 1000, True, id="with a body"),
+        pytest.param(b"", False, id="without a body"),
+    ],
+)
+async def test_unknown_path_closes_a_connection_with_an_unread_body(
+    content: bytes, closes: bool
+) -> None:
+    async with client_for(SETTINGS) as client:
+        response = await client.post("/webhooks/unknown", content=content)
+    assert response.status_code == 404
+    assert (response.headers.get("connection") == "close") is closes
+
+
+@pytest.mark.parametrize(
     ("env", "message"),
     [
         pytest.param(
