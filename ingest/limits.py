@@ -13,8 +13,7 @@ The counters are only touched on the event loop, so they need no lock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 from ingest.errors import Overloaded
 
@@ -26,24 +25,20 @@ class Admission:
         self.requests = 0
         self.bytes = 0
 
-    @contextmanager
-    def enter(self, declared: int | None = None) -> Iterator[Ticket]:
-        """One request's place; raises :class:`Overloaded` when there is none."""
+    def enter(self, declared: int | None = None) -> Ticket:
+        """One request's place, to be used as ``with admission.enter(n) as ticket``;
+        raises :class:`Overloaded` when there is none."""
         if self.requests >= self.max_requests:
             raise Overloaded(f"over {self.max_requests} requests in flight")
         ticket = Ticket(self)
         if declared:
             ticket.cover(declared)
         self.requests += 1
-        try:
-            yield ticket
-        finally:
-            self.requests -= 1
-            self.bytes -= ticket.held
+        return ticket
 
 
 class Ticket:
-    """The bytes one request holds."""
+    """The place and the bytes one request holds, given back when the ``with`` ends."""
 
     __slots__ = ("_admission", "held")
 
@@ -61,3 +56,15 @@ class Ticket:
             raise Overloaded(f"over the in-flight budget of {admission.max_bytes} body bytes")
         admission.bytes += need
         self.held = size
+
+    def __enter__(self) -> Ticket:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._admission.requests -= 1
+        self._admission.bytes -= self.held

@@ -19,6 +19,7 @@ import pytest
 
 from core.settings import ConfigError, Settings, from_mapping
 from ingest.app import create_app
+from ingest.errors import Overloaded
 from ingest.limits import Admission
 from ingest.verify import sign_timestamped
 
@@ -314,6 +315,38 @@ async def test_405_names_the_allowed_methods(method: str, path: str, allow: str)
     assert response.status_code == 405
     assert set(response.headers["allow"].split(", ")) == set(allow.split(", "))
     assert response.json()["error"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(
+    ("held", "declared", "grows_to", "admitted"),
+    [
+        pytest.param([], None, [100], True, id="chunked body within the budget"),
+        pytest.param([], 100, [], True, id="declared body exactly the budget"),
+        pytest.param([], 101, [], False, id="declared body over the budget"),
+        pytest.param([60], 40, [40], True, id="declared fits next to another"),
+        pytest.param([60], None, [30, 41], False, id="chunked body outgrows what is left"),
+        pytest.param([60], 20, [10, 20], True, id="growing within the declared size"),
+        pytest.param([None, None], None, [], False, id="third request over the count"),
+    ],
+)
+def test_admission(
+    held: list[int | None], declared: int | None, grows_to: list[int], admitted: bool
+) -> None:
+    admission = Admission(max_requests=2, max_bytes=100)
+    others = [admission.enter(size) for size in held]
+    try:
+        with admission.enter(declared) as ticket:
+            for size in grows_to:
+                ticket.cover(size)
+    except Overloaded:
+        assert not admitted
+    else:
+        assert admitted
+    assert admission.requests == len(others)
+    assert admission.bytes == sum(size or 0 for size in held)
+    for other in others:
+        other.__exit__(None, None, None)
+    assert (admission.requests, admission.bytes) == (0, 0)
 
 
 @pytest.mark.parametrize(
