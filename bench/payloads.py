@@ -36,7 +36,7 @@ VARIANTS = ("control", "treatment")
 
 
 def secret_env() -> dict[str, str]:
-    """The webhook secrets as the server reads them (SPEC section 3)."""
+    """The webhook secrets as the server reads them (docs/contract.md §3)."""
     return {
         "REVENUECAT_AUTHORIZATION": SECRETS.revenuecat_authorization or "",
         "REVENUECAT_WEBHOOK_SECRET": SECRETS.revenuecat_webhook_secret or "",

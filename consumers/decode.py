@@ -1,4 +1,5 @@
-"""Kafka record -> :class:`consumers.types.Event` (CloudEvents 1.0 binary mode, SPEC section 5).
+"""Kafka record -> :class:`consumers.types.Event` (CloudEvents 1.0 binary mode,
+docs/contract.md §5).
 
 Pure: a record that cannot be decoded raises :class:`DecodeError`, a poison error, because no
 retry will ever make its bytes valid.

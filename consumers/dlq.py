@@ -1,5 +1,5 @@
 """Dead letters: the record as it was read, plus headers saying where it came from and why
-it could not apply (SPEC section 6). Replaying re-publishes it to its source topic with a
+it could not apply (docs/contract.md §6). Replaying re-publishes it to its source topic with a
 replay counter, so a record that keeps failing stops coming back.
 
 Header names (all values UTF-8 text):

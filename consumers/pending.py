@@ -1,4 +1,4 @@
-"""Parked events: retried until their target row exists (SPEC section 6, Pending).
+"""Parked events: retried until their target row exists (docs/contract.md §6, Pending).
 
 An event is parked, with its inbox row, when its handler finds no target row (unknown revenue
 cat id, unknown email, unknown Klaviyo profile). A retry reads the parked events in provider

@@ -1,4 +1,4 @@
-"""The consumer loop, spelled out (SPEC section 6).
+"""The consumer loop, spelled out (docs/contract.md §6).
 
     fetch a bounded batch -> decode -> in one transaction: inbox insert, apply the new events,
     park pending, record skipped -> commit the transaction -> dead-letter poison -> commit the

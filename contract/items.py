@@ -1,4 +1,4 @@
-"""The first-party A/B testing item (SPEC 4.6): the one table of its fields.
+"""The first-party A/B testing item (docs/contract.md §4.6): the one table of its fields.
 
 Ingest validates every item of ``POST /events`` with this table before publishing it; the
 experiments consumer decodes every ``ingest.experiments.v1`` record with it into typed values.

@@ -1,6 +1,6 @@
 """The record vocabulary shared by ingest (which builds records) and consumers (which read them).
 
-Records follow CloudEvents 1.0 binary mode (SPEC section 5): the value is the event's JSON
+Records follow CloudEvents 1.0 binary mode (docs/contract.md §5): the value is the event's JSON
 bytes and the attributes travel as Kafka headers. The record key is the partition key, so
 every event of one user lands on one partition in arrival order.
 """

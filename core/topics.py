@@ -1,4 +1,4 @@
-"""Topic names (SPEC section 5) and their idempotent creation."""
+"""Topic names (docs/contract.md §5) and their idempotent creation."""
 
 from __future__ import annotations
 

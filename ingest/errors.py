@@ -1,6 +1,6 @@
 """Failures of the ingest boundary, each carrying the HTTP status and error code it answers with.
 
-Error bodies are ``{"error": <code>, "detail": <detail>}`` (SPEC section 4). Verification
+Error bodies are ``{"error": <code>, "detail": <detail>}`` (docs/contract.md §4). Verification
 failures also carry a short machine ``reason`` used as the label of
 ``ingest_signature_failures_total``; details never contain a secret or a signature.
 """

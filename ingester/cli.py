@@ -1,4 +1,4 @@
-"""``ingester``: the one entry point (SPEC section 7).
+"""``ingester``: the one entry point (docs/contract.md §7).
 
 Exit codes: 0 success, 1 failure, 2 bad usage; every error is one line on stderr.
 """

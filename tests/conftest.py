@@ -2,7 +2,7 @@
 
 The embedded PostgreSQL and Tansu broker start once per session (or the servers named by
 DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS are used). Each test gets its own database, cloned
-from a migrated template, and its own topic prefix with every SPEC topic created.
+from a migrated template, and its own topic prefix with every contract topic created.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Which events belong to the other ENVIRONMENT (SPEC section 6, Skipped).
+"""Which events belong to the other ENVIRONMENT (docs/contract.md §6, Skipped).
 
 RevenueCat marks each event PRODUCTION or SANDBOX; our own `environment` subscriber attribute
 (seed 001) and Klaviyo profile property (seed 000) say `dev` or `production`. An event that

@@ -1,4 +1,5 @@
-"""First-party A/B testing items (SPEC 4.6) decoded into typed values ready for the database.
+"""First-party A/B testing items (docs/contract.md §4.6) decoded into typed values ready for the
+database.
 
 The ingest service validates items before publishing; this module decodes them again at the
 consumer boundary with the same table (:mod:`contract.items`), because a record that would fail

@@ -1,4 +1,4 @@
-"""Kit events -> ``user_profiles.kit_subscriber_id`` and ``kit_state`` (SPEC section 6,
+"""Kit events -> ``user_profiles.kit_subscriber_id`` and ``kit_state`` (docs/contract.md §6,
 seed 002), matched by lower-cased email.
 
 Ordering: ``ingest_kit_versions`` keeps the (event time, event id) last applied per profile;

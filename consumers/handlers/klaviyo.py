@@ -1,5 +1,5 @@
-"""Klaviyo events -> ``user_klaviyo_profiles`` and ``user_notification_settings`` (SPEC
-section 6, seed 000).
+"""Klaviyo events -> ``user_klaviyo_profiles`` and ``user_notification_settings``
+(docs/contract.md §6, seed 000).
 
 Flow-webhook profiles upsert the profile by ``klaviyo_id``; a new row needs its user, found
 by ``external_id`` (= ``users.uid``) or else by email. Consent events set the notification

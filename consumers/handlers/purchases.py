@@ -1,4 +1,4 @@
-"""RevenueCat purchases as experiment conversions (SPEC section 6, Experiments).
+"""RevenueCat purchases as experiment conversions (docs/contract.md §6, Experiments).
 
 A purchase (INITIAL_PURCHASE, RENEWAL, NON_RENEWING_PURCHASE, PRODUCT_CHANGE with a positive
 ``price`` in the PRODUCTION store environment) becomes a ``purchase`` conversion worth

@@ -1,4 +1,4 @@
-"""RevenueCat events -> ``user_revenue_cat_ids`` (SPEC section 6, seed 001).
+"""RevenueCat events -> ``user_revenue_cat_ids`` (docs/contract.md §6, seed 001).
 
 The row is the one whose ``revenue_cat_id`` is the event's ``app_user_id``,
 ``original_app_user_id`` or one of its ``aliases`` (every such row when accounts were merged:

@@ -1,4 +1,5 @@
-"""First-party A/B testing events (SPEC 4.6): 1..500 impressions and conversions per request.
+"""First-party A/B testing events (docs/contract.md §4.6): 1..500 impressions and conversions per
+request.
 
 Every item is validated against the item table of :mod:`contract.items` (the ``impressions`` /
 ``conversions`` columns of seed 002) before anything is published: a batch with one invalid

@@ -1,4 +1,4 @@
-"""Kit (formerly ConvertKit) webhooks (SPEC 4.4): a batch of 1..100 events per request.
+"""Kit (formerly ConvertKit) webhooks (docs/contract.md §4.4): a batch of 1..100 events per request.
 
 Verification: ``X-Kit-Signature: t=..,v1=..[,v1=..]`` where each ``v1`` is an HMAC-SHA256
 of ``"{t}.{raw body}"``; a request is genuine when any ``v1`` matches any configured secret,

@@ -1,4 +1,4 @@
-"""Legacy Kit (ConvertKit v3) hooks (SPEC 4.5): unsigned, one subscriber per request.
+"""Legacy Kit (ConvertKit v3) hooks (docs/contract.md §4.5): unsigned, one subscriber per request.
 
 The ``{token}`` path segment must equal ``KIT_LEGACY_TOKEN``. Legacy hooks carry no event
 id, so one is derived from (event name, subscriber id, state, body hash): a retried delivery

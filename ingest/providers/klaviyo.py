@@ -1,4 +1,4 @@
-"""Klaviyo system webhooks (SPEC 4.2): a batch of up to 1000 events per request.
+"""Klaviyo system webhooks (docs/contract.md §4.2): a batch of up to 1000 events per request.
 
 Verification: ``Klaviyo-Signature`` is the lower-case hex HMAC-SHA256 of the raw body
 followed by the ``Klaviyo-Timestamp`` header value exactly as received; that timestamp (an

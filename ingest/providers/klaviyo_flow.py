@@ -1,4 +1,4 @@
-"""Klaviyo flow-webhook action (SPEC 4.3): the body is the JSON template documented in
+"""Klaviyo flow-webhook action (docs/contract.md §4.3): the body is the JSON template documented in
 docs/topics.md, one profile per request.
 
 Klaviyo does not sign flow webhooks, so the secret is the ``{token}`` path segment, compared

@@ -1,4 +1,4 @@
-"""RevenueCat webhooks (SPEC 4.1): one ``event`` per request.
+"""RevenueCat webhooks (docs/contract.md §4.1): one ``event`` per request.
 
 Verification: the ``Authorization`` header must equal ``REVENUECAT_AUTHORIZATION``; when
 ``REVENUECAT_WEBHOOK_SECRET`` is set, ``X-RevenueCat-Webhook-Signature: t=..,v1=..`` must

@@ -1,5 +1,5 @@
 """Every kustomize overlay renders, validates offline against the Kubernetes schemas, and
-keeps the promises of SPEC section 8 (probes, limits, non-root, drain budget, public paths,
+keeps the promises of docs/contract.md §8 (probes, limits, non-root, drain budget, public paths,
 topics, autoscaling bounds, network reach)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The integer-keyed tables (seeds 000 and 001, SPEC section 6) and the ingest bookkeeping
+"""The integer-keyed tables (seeds 000 and 001, docs/contract.md §6) and the ingest bookkeeping
 tables exist with their documented columns: name, type, nullability, default, in order."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ Column = tuple[str, str, bool, str | None]
 Expected = dict[str, tuple[Column, ...]]
 
 # Seeds 000 and 001 (SQLite REAL -> double precision, INTEGER PRIMARY KEY -> identity) and the
-# tables SPEC section 6 defines for them.
+# tables docs/contract.md §6 defines for them.
 USERS_WORLD: Expected = {
     "users": (
         ("id", "integer", NN, None),
