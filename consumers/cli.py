@@ -10,7 +10,8 @@ import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,12 +20,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka import errors as kafka_errors
 
 from consumers import db, dlq, metrics, store
+from consumers.decode import RawRecord
 from consumers.errors import ConsumerError
 from consumers.pending import PendingRetry, refresh_gauges
 from consumers.registry import UnknownStream, build_handlers
 from consumers.retention import prune_inbox
 from consumers.service import run_service
-from consumers.topic_reader import assign_all, read_to_end
+from consumers.topic_reader import CHUNK_RECORDS, TopicReader, assign_all
 from contract.records import CE_ID, CE_SOURCE
 from core import logs
 from core.kafka import make_consumer, make_producer
@@ -87,38 +89,65 @@ def _one_line(text: str) -> str:
 
 # -- dlq ----------------------------------------------------------------------------------
 
+DLQ_HEADER = "dlq_offset\tsource\terror_class\tattempts\treplays\tevent_id\tdead_at\terror"
+
 
 def _dlq_consumer(settings: Settings, group: str | None) -> AIOKafkaConsumer:
     return make_consumer(settings, group_id=group, client_id="ingester-dlq", max_poll_records=None)
 
 
-async def dlq_list(settings: Settings) -> int:
-    """Print every record in the DLQ topic, one line each."""
+def _dlq_line(r: dlq.Described) -> str:
+    fields = (r.dlq_offset, r.source, r.error_class, r.attempts, r.replays, r.event_id)
+    return "\t".join(_one_line(str(f)) for f in (*fields, r.dead_at, r.error))
+
+
+@dataclass(frozen=True, slots=True)
+class DlqPass:
+    """What one ``dlq list`` / ``dlq replay`` run did; ``read`` counts the records it
+    fetched from the DLQ topic (at most one chunk past ``--limit``)."""
+
+    shown: int = 0
+    refused: int = 0
+    read: int = 0
+
+
+async def dlq_list(settings: Settings, limit: int | None = None) -> int:
+    """Print the dead letters, one line each, the first ``limit`` of them if given."""
     try:
-        return await _dlq_list(settings)
+        await list_dead_letters(settings, limit)
     except _FAILURES as exc:
         return _fail("dlq list", exc)
+    return 0
 
 
-async def _dlq_list(settings: Settings) -> int:
+async def list_dead_letters(settings: Settings, limit: int | None = None) -> DlqPass:
+    """Stream the DLQ topic to stdout, stopping at ``limit`` records."""
     topic = topic_name(settings.topic_prefix, DLQ)
     consumer = _dlq_consumer(settings, None)
     await consumer.start()
+    shown = 0
     try:
         tps = await assign_all(consumer, topic)
         await consumer.seek_to_beginning(*tps)
-        rows = [dlq.describe(record) for record in await read_to_end(consumer, tps)]
+        reader = TopicReader(consumer, tps, chunk=min(limit or CHUNK_RECORDS, CHUNK_RECORDS))
+        async with aclosing(reader.chunks()) as chunks:
+            async for chunk in chunks:
+                for record in chunk[: None if limit is None else limit - shown]:
+                    if shown == 0:
+                        print(DLQ_HEADER)
+                    print(_dlq_line(dlq.describe(record)))
+                    shown += 1
+                if limit is not None and shown >= limit:
+                    break
     finally:
         await consumer.stop()
-    if not rows:
+    if not shown:
         print(f"no dead letters in {topic}")
-        return 0
-    print("dlq_offset\tsource\terror_class\tattempts\treplays\tevent_id\tdead_at\terror")
-    for r in rows:
-        fields = (r.dlq_offset, r.source, r.error_class, r.attempts, r.replays, r.event_id)
-        print("\t".join(_one_line(str(f)) for f in (*fields, r.dead_at, r.error)))
-    print(f"{len(rows)} dead letter(s) in {topic}")
-    return 0
+    elif limit is not None and shown >= limit:
+        print(f"first {shown} dead letter(s) in {topic} (--limit {limit})")
+    else:
+        print(f"{shown} dead letter(s) in {topic}")
+    return DlqPass(shown=shown, read=reader.records_read)
 
 
 async def dlq_replay(settings: Settings, dry_run: bool, limit: int | None) -> int:
@@ -126,45 +155,56 @@ async def dlq_replay(settings: Settings, dry_run: bool, limit: int | None) -> in
     the consumer group ``{CONSUMER_GROUP}.dlq-replay``; a record replayed
     ``DLQ_MAX_REPLAYS`` times is refused (and passed over for good)."""
     try:
-        return await _dlq_replay(settings, dry_run, limit)
+        done = await replay_dead_letters(settings, dry_run, limit)
     except _FAILURES as exc:
         return _fail("dlq replay", exc)
+    verb = "would replay" if dry_run else "replayed"
+    print(f"{verb} {done.shown} dead letter(s), refused {done.refused}")
+    return 0
 
 
-async def _dlq_replay(settings: Settings, dry_run: bool, limit: int | None) -> int:
+async def replay_dead_letters(settings: Settings, dry_run: bool, limit: int | None) -> DlqPass:
+    """Stream the DLQ from the replay group's position, chunk by chunk: re-publish, wait for
+    the acknowledgements, commit the chunk, stop at ``limit`` replayed records."""
     topic = topic_name(settings.topic_prefix, DLQ)
     consumer = _dlq_consumer(settings, f"{settings.consumer_group}.dlq-replay")
     producer = make_producer(settings)
     await consumer.start()
+    replayed = refused = 0
     try:
         await producer.start()
         tps = await assign_all(consumer, topic)
-        replayed, refused, done = await _replay_records(
-            settings, consumer, producer, tps, dry_run, limit
-        )
-        if not dry_run and done:
-            await consumer.commit(done)
+        reader = TopicReader(consumer, tps, chunk=min(limit or CHUNK_RECORDS, CHUNK_RECORDS))
+        async with aclosing(reader.chunks()) as chunks:
+            async for chunk in chunks:
+                room = None if limit is None else limit - replayed
+                sent, passed, done = await _replay_chunk(settings, producer, chunk, dry_run, room)
+                replayed += sent
+                refused += passed
+                if not dry_run and done:
+                    await consumer.commit(done)
+                if limit is not None and replayed >= limit:
+                    break
     finally:
         await consumer.stop()
         await producer.stop()
-    verb = "would replay" if dry_run else "replayed"
-    print(f"{verb} {replayed} dead letter(s), refused {refused}")
-    return 0
+    return DlqPass(shown=replayed, refused=refused, read=reader.records_read)
 
 
-async def _replay_records(
+async def _replay_chunk(
     settings: Settings,
-    consumer: AIOKafkaConsumer,
     producer: Any,
-    tps: Sequence[TopicPartition],
+    chunk: Sequence[RawRecord],
     dry_run: bool,
-    limit: int | None,
+    room: int | None,
 ) -> tuple[int, int, dict[TopicPartition, int]]:
+    """Replay up to ``room`` records of one chunk; return (replayed, refused, offsets to
+    commit). Records after the last one replayed stay for the next run."""
     replayed = refused = 0
     done: dict[TopicPartition, int] = {}
     pending: list[Any] = []
-    for record in await read_to_end(consumer, list(tps)):
-        if limit is not None and replayed >= limit:
+    for record in chunk:
+        if room is not None and replayed >= room:
             break
         position = f"{record.partition}:{record.offset}"
         try:
