@@ -44,7 +44,7 @@ async def _fill_dlq(settings: Settings, count: int) -> None:
     await producer.start()
     try:
         partitions = sorted(await producer.partitions_for(topic))
-        futures = []
+        futures: list[asyncio.Future[object]] = []
         n = 0
         while n < count:
             batch = producer.create_batch()
