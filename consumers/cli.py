@@ -49,7 +49,9 @@ _FAILURES: tuple[type[BaseException], ...] = (
 
 
 def _fail(verb: str, exc: BaseException) -> int:
-    print(f"ingester {verb}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    name, text = type(exc).__name__, _one_line(str(exc))
+    message = text if text.startswith(name) else f"{name}: {text}"
+    print(f"ingester {verb}: {message}", file=sys.stderr)
     return 1
 
 
@@ -124,9 +126,9 @@ async def list_dead_letters(settings: Settings, limit: int | None = None) -> Dlq
     """Stream the DLQ topic to stdout, stopping at ``limit`` records."""
     topic = topic_name(settings.topic_prefix, DLQ)
     consumer = _dlq_consumer(settings, None)
-    await consumer.start()
     shown = 0
     try:
+        await consumer.start()
         tps = await assign_all(consumer, topic)
         await consumer.seek_to_beginning(*tps)
         reader = TopicReader(consumer, tps, chunk=min(limit or CHUNK_RECORDS, CHUNK_RECORDS))
@@ -169,9 +171,9 @@ async def replay_dead_letters(settings: Settings, dry_run: bool, limit: int | No
     topic = topic_name(settings.topic_prefix, DLQ)
     consumer = _dlq_consumer(settings, f"{settings.consumer_group}.dlq-replay")
     producer = make_producer(settings)
-    await consumer.start()
     replayed = refused = 0
     try:
+        await consumer.start()
         await producer.start()
         tps = await assign_all(consumer, topic)
         reader = TopicReader(consumer, tps, chunk=min(limit or CHUNK_RECORDS, CHUNK_RECORDS))

@@ -8,8 +8,10 @@ starting at once) safe: the second waits, then finds nothing left to do.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -30,6 +32,9 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 )
 """
+
+
+RECORD_MIGRATION = "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)"
 
 
 class MigrationError(RuntimeError):
@@ -99,41 +104,59 @@ async def connect(dsn: str, timeout: float = 10.0) -> asyncpg.Connection:
         ) from exc
 
 
+# What a lost connection, a refused statement or a dead server raises mid-run.
+_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+@contextlib.asynccontextmanager
+async def _step(what: str) -> AsyncIterator[None]:
+    """Turn a database error during ``what`` into a one-line :class:`MigrationError`."""
+    try:
+        yield
+    except _DB_ERRORS as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else "connection lost"
+        raise MigrationError(f"{what} failed: {type(exc).__name__}: {reason}") from exc
+
+
 async def migrate(dsn: str, directory: Path) -> list[Migration]:
     """Apply every pending migration; return the ones this call applied."""
     migrations = discover(directory)
     conn = await connect(dsn)
     try:
-        await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_KEY)
+        async with _step("taking the migration lock (pg_advisory_lock)"):
+            await conn.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_KEY)
         try:
-            await conn.execute(CREATE_LEDGER)
-            applied = {
-                r["version"]: r["checksum"]
-                for r in await conn.fetch("SELECT version, checksum FROM schema_migrations")
-            }
-            _check_history(migrations, applied)
-            done: list[Migration] = []
-            for migration in migrations:
-                if migration.version in applied:
-                    continue
-                async with conn.transaction():
-                    try:
-                        await conn.execute(migration.sql)
-                    except asyncpg.PostgresError as exc:
-                        raise MigrationError(f"{migration.name}.sql failed: {exc}") from exc
-                    await conn.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum)"
-                        " VALUES ($1, $2, $3)",
-                        migration.version,
-                        migration.name,
-                        migration.checksum,
-                    )
-                done.append(migration)
-            return done
+            return await _apply(conn, migrations)
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", ADVISORY_LOCK_KEY)
+            # Closing the session releases the lock too; a failed unlock must not hide
+            # the error that brought us here.
+            with contextlib.suppress(*_DB_ERRORS):
+                await conn.execute("SELECT pg_advisory_unlock($1)", ADVISORY_LOCK_KEY)
     finally:
-        await conn.close()
+        with contextlib.suppress(*_DB_ERRORS):
+            await conn.close()
+
+
+async def _apply(conn: asyncpg.Connection, migrations: list[Migration]) -> list[Migration]:
+    async with _step("creating the migrations ledger schema_migrations"):
+        await conn.execute(CREATE_LEDGER)
+    async with _step("reading schema_migrations"):
+        applied = {
+            r["version"]: r["checksum"]
+            for r in await conn.fetch("SELECT version, checksum FROM schema_migrations")
+        }
+    _check_history(migrations, applied)
+    done: list[Migration] = []
+    for migration in migrations:
+        if migration.version in applied:
+            continue
+        async with _step(f"{migration.name}.sql"), conn.transaction():
+            await conn.execute(migration.sql)
+            await conn.execute(
+                RECORD_MIGRATION, migration.version, migration.name, migration.checksum
+            )
+        done.append(migration)
+    return done
 
 
 def _check_history(migrations: list[Migration], applied: dict[int, str]) -> None:

@@ -20,6 +20,14 @@ class ConfigError(ValueError):
     """A configuration value is missing or malformed; the message names the variable."""
 
 
+class MissingSetting(ConfigError):
+    """A variable the command needs is not set."""
+
+    def __init__(self, variable: str) -> None:
+        super().__init__(f"{variable} is not set")
+        self.variable = variable
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str | None = None
@@ -73,12 +81,12 @@ class Settings:
 
     def require_database_url(self) -> str:
         if not self.database_url:
-            raise ConfigError("DATABASE_URL is not set")
+            raise MissingSetting("DATABASE_URL")
         return self.database_url
 
     def require_kafka(self) -> str:
         if not self.kafka_bootstrap_servers:
-            raise ConfigError("KAFKA_BOOTSTRAP_SERVERS is not set")
+            raise MissingSetting("KAFKA_BOOTSTRAP_SERVERS")
         return self.kafka_bootstrap_servers
 
 
@@ -191,6 +199,30 @@ def from_mapping(env: Mapping[str, str]) -> Settings:
     if settings.header_timeout_s <= 0 or settings.body_timeout_s <= 0:
         raise ConfigError("HEADER_TIMEOUT_S and BODY_TIMEOUT_S must be > 0")
     return settings
+
+
+def find_dev_env_file(start: Path | None = None) -> Path | None:
+    """The ``.dev/stack.env`` of the project ``start`` (default: the working directory) is
+    in: the nearest folder at or above it holding ``pyproject.toml`` and ``.dev``; else the
+    source tree this package is installed from (an editable install), if it has a ``.dev``.
+    None when neither exists; the file itself may not exist yet."""
+    here = (start or Path.cwd()).resolve()
+    source_tree = Path(__file__).resolve().parents[1]
+    for folder in (here, *here.parents, source_tree):
+        if (folder / "pyproject.toml").is_file() and (folder / DEV_ENV_FILE.parent).is_dir():
+            return folder / DEV_ENV_FILE
+    return None
+
+
+def missing_hint(variable: str, env_file: Path | None) -> str:
+    """How to fix a missing variable, saying where the dev values were looked for."""
+    if env_file is None:
+        where = "no .dev/stack.env in this folder, its parents or the source tree"
+    elif env_file.is_file():
+        where = f"not in {env_file} either"
+    else:
+        where = f"{env_file} does not exist"
+    return f"{where}; run `make dev` first or set {variable}"
 
 
 def load(env_file: Path | None = DEV_ENV_FILE) -> Settings:

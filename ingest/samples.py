@@ -15,13 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 
 from contract.records import rfc3339
-from core.settings import Settings
+from core.settings import DEV_ENV_FILE, Settings, missing_hint
 from ingest.providers import klaviyo
 from ingest.verify import sign_timestamped
 
@@ -40,6 +41,10 @@ PROVIDERS = ("revenuecat", "klaviyo", "klaviyo-flow", "kit", "events")
 class NotConfiguredError(Exception):
     """The secret a sample must be signed with is not configured."""
 
+    def __init__(self, variable: str) -> None:
+        super().__init__(f"{variable} is not set")
+        self.variable = variable
+
 
 @dataclass(frozen=True, slots=True)
 class Sample:
@@ -55,7 +60,7 @@ def _now() -> tuple[float, str]:
 
 def _require(value: str | None, variable: str) -> str:
     if not value:
-        raise NotConfiguredError(f"{variable} is not set")
+        raise NotConfiguredError(variable)
     return value
 
 
@@ -159,7 +164,7 @@ def klaviyo_flow_sample(settings: Settings) -> Sample:
 
 def kit_sample(settings: Settings) -> Sample:
     if not settings.kit_webhook_secrets:
-        raise NotConfiguredError("KIT_WEBHOOK_SECRET is not set")
+        raise NotConfiguredError("KIT_WEBHOOK_SECRET")
     now, now_text = _now()
     event = {
         "id": str(uuid.uuid4()),
@@ -223,17 +228,24 @@ BUILDERS: dict[str, Callable[[Settings], Sample]] = {
 }
 
 
-async def send_sample(settings: Settings, provider: str, url: str) -> int:
-    """Post one sample; print ``<status> <response body>``; 0 on 2xx, else 1."""
+def _fail(message: str) -> int:
+    print(f"ingester send-sample: {message}", file=sys.stderr)
+    return 1
+
+
+async def send_sample(
+    settings: Settings, provider: str, url: str, *, env_file: Path | None = DEV_ENV_FILE
+) -> int:
+    """Post one sample; print ``<status> <response body>``; 0 on 2xx, else 1 with one line
+    on stderr. ``env_file`` is where the dev secrets were looked for (named in the hint)."""
     builder = BUILDERS.get(provider)
     if builder is None:
-        print(f"unknown provider {provider!r}; one of {', '.join(PROVIDERS)}", file=sys.stderr)
-        return 1
+        return _fail(f"unknown provider {provider!r}; one of {', '.join(PROVIDERS)}")
     try:
         sample = builder(settings)
     except NotConfiguredError as exc:
-        print(f"cannot sign a {provider} sample: {exc}", file=sys.stderr)
-        return 1
+        hint = missing_hint(exc.variable, env_file)
+        return _fail(f"cannot sign a {provider} sample: {exc} ({hint})")
     target = url.rstrip("/") + sample.path
     headers = {"Content-Type": "application/json", **sample.headers}
     try:
@@ -241,7 +253,6 @@ async def send_sample(settings: Settings, provider: str, url: str) -> int:
             response = await client.post(target, content=sample.body, headers=headers)
     except httpx.HTTPError as exc:
         shown = url.rstrip("/") + sample.path.split("/flow/")[0]
-        print(f"cannot reach {shown}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return _fail(f"cannot reach {shown}: {type(exc).__name__}: {' '.join(str(exc).split())}")
     print(f"{response.status_code} {' '.join(response.text.split())}")
     return 0 if 200 <= response.status_code < 300 else 1

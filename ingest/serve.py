@@ -97,9 +97,10 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
-def run(settings: Settings) -> int:
-    """Blocking entry point of ``ingester serve``; 0 after a graceful shutdown."""
+def run(settings: Settings, *, sockets: list[socket.socket] | None = None) -> int:
+    """Blocking entry point of ``ingester serve``; 0 after a graceful shutdown. ``sockets``:
+    already bound listening sockets (the CLI binds first, to report a taken port)."""
     configure(settings.log_level)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(serve(settings))
+        runner.run(serve(settings, sockets=sockets))
     return 0

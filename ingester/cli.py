@@ -1,21 +1,37 @@
 """``ingester``: the one entry point (docs/contract.md §7).
 
-Exit codes: 0 success, 1 failure, 2 bad usage; every error is one line on stderr.
+Exit codes: 0 success, 1 failure, 2 bad usage; every error is one line on stderr, in the
+form ``ingester VERB: what went wrong``, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import socket
 import sys
 from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
 from typing import NoReturn
 
-from core.settings import DEV_ENV_FILE, ConfigError, Settings, load
+from core.settings import (
+    ConfigError,
+    MissingSetting,
+    Settings,
+    find_dev_env_file,
+    load,
+    missing_hint,
+)
 
 SOURCES = ("revenuecat", "klaviyo", "kit", "experiments")
 SAMPLES = ("revenuecat", "klaviyo", "klaviyo-flow", "kit", "events")
 REPORT_FORMATS = ("table", "json", "html")
+
+
+class CommandError(Exception):
+    """A verb failed; the message is the one line printed after ``ingester VERB:``."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,8 +59,16 @@ def _positive(value: str) -> int:
     return number
 
 
+def _version() -> str:
+    try:
+        return metadata.version("webhook-ingester")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ingester", description="Webhook ingester: HTTP -> Kafka -> PostgreSQL.")
+    parser.add_argument("--version", action="version", version=f"ingester {_version()}")
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     verbs.add_parser("serve", help="run the HTTP ingest service on PORT").set_defaults(run=_serve)
@@ -67,16 +91,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = verbs.add_parser("send-sample", help="post a correctly signed sample webhook")
     sample.set_defaults(run=_send_sample)
-    sample.add_argument("provider", choices=SAMPLES)
+    sample.add_argument("provider", choices=SAMPLES, help="which sample to post")
     sample.add_argument("--url", default=None, help="base URL (default http://127.0.0.1:PORT)")
 
     dlq = verbs.add_parser("dlq", help="dead letters")
     dlq_verbs = dlq.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    dlq_verbs.add_parser("list", help="show dead letters").set_defaults(run=_dlq_list)
+    dlq_list = dlq_verbs.add_parser("list", help="show dead letters, oldest first")
+    dlq_list.set_defaults(run=_dlq_list)
+    dlq_list.add_argument(
+        "--limit", type=_positive, default=None, help="show at most N dead letters (default all)"
+    )
     replay = dlq_verbs.add_parser("replay", help="re-publish dead letters to their source topic")
     replay.set_defaults(run=_dlq_replay)
-    replay.add_argument("--dry-run", action="store_true")
-    replay.add_argument("--limit", type=_positive, default=None)
+    replay.add_argument(
+        "--dry-run", action="store_true", help="print what would be replayed, publish nothing"
+    )
+    replay.add_argument(
+        "--limit", type=_positive, default=None, help="replay at most N dead letters (default all)"
+    )
 
     pending = verbs.add_parser("pending", help="events waiting for their target row")
     pending_verbs = pending.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -91,26 +123,48 @@ def build_parser() -> argparse.ArgumentParser:
     inbox_verbs = inbox.add_subparsers(dest="action", required=True, parser_class=_Parser)
     prune = inbox_verbs.add_parser("prune", help="forget events older than the topic retention")
     prune.set_defaults(run=_inbox_prune)
-    prune.add_argument("--older-than-days", type=_positive, default=None)
+    prune.add_argument(
+        "--older-than-days",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="forget events processed more than N days ago (default INBOX_RETENTION_DAYS)",
+    )
 
     experiments = verbs.add_parser("experiments", help="A/B testing")
     exp_verbs = experiments.add_subparsers(dest="action", required=True, parser_class=_Parser)
     report = exp_verbs.add_parser("report", help="results of one experiment")
     report.set_defaults(run=_experiments_report)
-    report.add_argument("name")
-    report.add_argument("--format", choices=REPORT_FORMATS, default="table")
+    report.add_argument("name", help="the experiment's name (experiments.name)")
+    report.add_argument(
+        "--format", choices=REPORT_FORMATS, default="table", help="output format (default table)"
+    )
     return parser
+
+
+def _listen(port: int) -> socket.socket:
+    """Bind the HTTP port before the server starts, so a taken port is one clear error."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", port))  # noqa: S104 - a container serves on every interface
+    except OSError as exc:
+        sock.close()
+        raise CommandError(f"cannot listen on port {port}: {exc.strerror or exc}") from exc
+    return sock
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.serve import run
 
-    return run(settings)
+    return run(settings, sockets=[_listen(settings.port)])
 
 
 def _consume(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.cli import consume
 
+    settings.require_database_url()  # missing servers: the one-line hint, before any log
+    settings.require_kafka()
     return asyncio.run(consume(settings, args.only))
 
 
@@ -136,13 +190,13 @@ def _send_sample(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.samples import send_sample
 
     url = args.url or f"http://127.0.0.1:{settings.port}"
-    return asyncio.run(send_sample(settings, args.provider, url))
+    return asyncio.run(send_sample(settings, args.provider, url, env_file=args.env_file))
 
 
 def _dlq_list(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.cli import dlq_list
 
-    return asyncio.run(dlq_list(settings))
+    return asyncio.run(dlq_list(settings, args.limit))
 
 
 def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -182,17 +236,52 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     return run(args, settings)
 
 
+# Verbs that run until stopped and log JSON lines to stderr; the others are one-shot.
+SERVICES = ("serve", "consume", "dev")
+
+
+def _quiet_logs(level: str) -> None:
+    """A one-shot verb reports a failure as one line of its own; library log records (each
+    of aiokafka's reconnect attempts, say) would add more, so they are dropped unless
+    LOG_LEVEL=DEBUG asks for them."""
+    if level == "DEBUG":
+        from core.logs import configure
+
+        configure(level)
+    else:
+        logging.getLogger().addHandler(logging.NullHandler())
+
+
+def _verb(args: argparse.Namespace) -> str:
+    return " ".join(w for w in (args.verb, getattr(args, "action", None)) if w)
+
+
+def _fail(verb: str, message: str) -> int:
+    print(f"ingester {verb}: {' '.join(message.split())}", file=sys.stderr)
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    verb = _verb(args)
+    # `dev` writes the env file itself; reading a stale one would hide the real env.
+    env_file: Path | None = None if args.verb == "dev" else find_dev_env_file()
+    args.env_file = env_file
     try:
-        # `dev` writes the env file itself; reading a stale one would hide the real env.
-        settings = load(env_file=None if args.verb == "dev" else DEV_ENV_FILE)
+        settings = load(env_file=env_file)
+        if args.verb not in SERVICES:
+            _quiet_logs(settings.log_level)
         return dispatch(args, settings)
+    except MissingSetting as exc:
+        return _fail(verb, f"{exc} ({missing_hint(exc.variable, env_file)})")
     except ConfigError as exc:
-        print(f"ingester: configuration error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(verb, f"configuration error: {exc}")
+    except CommandError as exc:
+        return _fail(verb, str(exc))
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        return _fail(verb, f"unexpected {type(exc).__name__}: {exc}")
 
 
 if __name__ == "__main__":

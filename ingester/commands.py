@@ -9,8 +9,8 @@ from core.settings import Settings
 from core.topics import create_topics
 
 
-def _fail(message: str) -> int:
-    print(f"ingester: {message}", file=sys.stderr)
+def _fail(verb: str, message: str) -> int:
+    print(f"ingester {verb}: {' '.join(message.split())}", file=sys.stderr)
     return 1
 
 
@@ -19,7 +19,7 @@ async def migrate_command(settings: Settings) -> int:
     try:
         applied = await migrate.migrate(dsn, migrate.migrations_dir(settings))
     except (migrate.MigrationError, migrate.DatabaseUnreachable) as exc:
-        return _fail(str(exc))
+        return _fail("migrate", str(exc))
     if applied:
         for migration in applied:
             print(f"applied {migration.name}")
@@ -35,7 +35,9 @@ async def topics_create_command(settings: Settings) -> int:
     try:
         result = await create_topics(settings)
     except (KafkaError, OSError) as exc:
-        return _fail(f"cannot create topics on {bootstrap}: {type(exc).__name__}: {exc}")
+        return _fail(
+            "topics create", f"cannot create topics on {bootstrap}: {type(exc).__name__}: {exc}"
+        )
     for topic in result.created:
         print(f"created {topic}")
     for topic in result.existing:

@@ -6,7 +6,8 @@ import sys
 
 import asyncpg
 
-from core.settings import ConfigError, Settings
+from core.migrate import DatabaseUnreachable, connect
+from core.settings import Settings
 from ingester.report.html import render_html
 from ingester.report.query import ExperimentInfo, load
 from ingester.report.render import render_json, render_table
@@ -33,21 +34,25 @@ async def build(conn: asyncpg.Connection, name: str) -> tuple[ExperimentInfo, An
 
 async def report(settings: Settings, name: str, fmt: str) -> int:
     """Print the report of experiment ``name`` to stdout. Exit code: 0 printed, 1 unknown
-    experiment or database unreachable, 2 unknown format."""
+    experiment or database unreachable, 2 unknown format; errors are one line on stderr."""
     if fmt not in FORMATS:
-        print(f"error: unknown format {fmt!r} (choose {', '.join(FORMATS)})", file=sys.stderr)
-        return 2
+        return _fail(f"unknown format {fmt!r} (choose {', '.join(FORMATS)})", 2)
     try:
-        conn = await asyncpg.connect(settings.require_database_url())
-    except (ConfigError, OSError, asyncpg.PostgresError) as exc:
-        print(f"error: cannot reach the database: {exc}", file=sys.stderr)
-        return 1
+        conn = await connect(settings.require_database_url())
+    except DatabaseUnreachable as exc:
+        return _fail(str(exc))
     try:
         built = await build(conn, name)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        return _fail(f"cannot read experiment {name!r}: {type(exc).__name__}: {exc}")
     finally:
         await conn.close()
     if built is None:
-        print(f"error: unknown experiment {name!r}", file=sys.stderr)
-        return 1
+        return _fail(f"unknown experiment {name!r}")
     sys.stdout.write(format_report(*built, fmt).rstrip("\n") + "\n")
     return 0
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"ingester experiments report: {' '.join(message.split())}", file=sys.stderr)
+    return code

@@ -196,7 +196,7 @@ async def test_send_sample_failures(
     assert "KIT_WEBHOOK_SECRET" in capsys.readouterr().err
 
     assert await samples.send_sample(settings, "events", f"http://127.0.0.1:{free_port()}") == 1
-    assert capsys.readouterr().err.startswith("cannot reach")
+    assert capsys.readouterr().err.startswith("ingester send-sample: cannot reach")
 
     wrong = settings.with_overrides(events_api_key="not-the-key")
     assert await samples.send_sample(wrong, "events", ingest) == 1
