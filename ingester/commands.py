@@ -35,9 +35,9 @@ async def topics_create_command(settings: Settings) -> int:
     try:
         result = await create_topics(settings)
     except (KafkaError, OSError) as exc:
-        return _fail(
-            "topics create", f"cannot create topics on {bootstrap}: {type(exc).__name__}: {exc}"
-        )
+        name = type(exc).__name__
+        reason = str(exc) if str(exc).startswith(name) else f"{name}: {exc}"
+        return _fail("topics create", f"cannot create topics on {bootstrap}: {reason}")
     for topic in result.created:
         print(f"created {topic}")
     for topic in result.existing:
