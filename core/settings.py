@@ -201,13 +201,15 @@ def from_mapping(env: Mapping[str, str]) -> Settings:
     return settings
 
 
-def find_dev_env_file(start: Path | None = None) -> Path | None:
+SOURCE_TREE = Path(__file__).resolve().parents[1]
+
+
+def find_dev_env_file(start: Path | None = None, source_tree: Path = SOURCE_TREE) -> Path | None:
     """The ``.dev/stack.env`` of the project ``start`` (default: the working directory) is
     in: the nearest folder at or above it holding ``pyproject.toml`` and ``.dev``; else the
     source tree this package is installed from (an editable install), if it has a ``.dev``.
     None when neither exists; the file itself may not exist yet."""
     here = (start or Path.cwd()).resolve()
-    source_tree = Path(__file__).resolve().parents[1]
     for folder in (here, *here.parents, source_tree):
         if (folder / "pyproject.toml").is_file() and (folder / DEV_ENV_FILE.parent).is_dir():
             return folder / DEV_ENV_FILE

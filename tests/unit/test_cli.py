@@ -1,24 +1,39 @@
-"""The CLI contract: exit 2 on bad usage, 1 on failure, always one line on stderr."""
+"""The CLI contract (docs/contract.md §7): exit 2 on bad usage, 1 on failure, and then exactly
+one line on stderr, ``ingester VERB: ...``, never a traceback. These cases need no server:
+the failures point at closed ports; tests/integration/test_cli_failures.py has the rest."""
 
 from __future__ import annotations
 
+import argparse
 import os
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from core.devstack import free_port
+from core.settings import ENV_VARS, find_dev_env_file
+from ingester.cli import build_parser
+
+CLOSED = free_port()  # nothing listens there
+CLOSED_DB = f"postgresql://u@127.0.0.1:{CLOSED}/db"
+CLOSED_KAFKA = f"127.0.0.1:{CLOSED}"
+VERB_GROUPS = {"topics", "dlq", "pending", "inbox", "experiments"}  # verbs with an action
 
 
 def run_cli(
     *argv: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """``ingester ARGV`` in a clean environment: no contract variable is inherited, so only
+    ``env`` (and a .dev/stack.env the CLI finds) configures it."""
+    clean = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
     return subprocess.run(
         [sys.executable, "-m", "ingester.cli", *argv],
         cwd=cwd,
-        env={**os.environ, **(env or {})},
+        env={**clean, **(env or {})},
         capture_output=True,
         text=True,
         timeout=60,
@@ -26,14 +41,25 @@ def run_cli(
     )
 
 
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
 @pytest.mark.parametrize(
     "argv",
     [
         pytest.param(["frobnicate"], id="unknown verb"),
         pytest.param([], id="no verb"),
+        pytest.param(["--bogus"], id="unknown option"),
+        pytest.param(["topics"], id="no action"),
         pytest.param(["consume", "--only", "nope"], id="unknown source"),
         pytest.param(["send-sample", "paypal"], id="unknown sample"),
         pytest.param(["dlq", "replay", "--limit", "0"], id="limit below one"),
+        pytest.param(["dlq", "list", "--limit", "ten"], id="limit not a number"),
+        pytest.param(["inbox", "prune", "--older-than-days", "0"], id="days below one"),
+        pytest.param(["experiments", "report"], id="report without a name"),
         pytest.param(["experiments", "report", "x", "--format", "pdf"], id="unknown format"),
     ],
 )
@@ -41,28 +67,193 @@ def test_bad_usage_exits_2_with_one_line(argv: list[str], tmp_path: Path) -> Non
     result = run_cli(*argv, cwd=tmp_path)
 
     assert result.returncode == 2
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert result.stderr.startswith("ingester")
+    assert one_line(result).startswith("ingester")
+    assert "(see --help)" in result.stderr
 
 
-def test_migrate_against_unreachable_database_names_the_host(tmp_path: Path) -> None:
-    port = free_port()  # nothing listens there
-    result = run_cli(
-        "migrate", cwd=tmp_path, env={"DATABASE_URL": f"postgresql://u@127.0.0.1:{port}/db"}
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        pytest.param(["migrate"], {"DATABASE_URL": CLOSED_DB}, f"127.0.0.1:{CLOSED}", id="migrate"),
+        pytest.param(
+            ["pending", "list"], {"DATABASE_URL": CLOSED_DB}, "Connect call failed", id="pending"
+        ),
+        pytest.param(
+            ["pending", "retry"], {"DATABASE_URL": CLOSED_DB}, "Connect call failed", id="retry"
+        ),
+        pytest.param(
+            ["inbox", "prune"], {"DATABASE_URL": CLOSED_DB}, "Connect call failed", id="prune"
+        ),
+        pytest.param(
+            ["experiments", "report", "x"],
+            {"DATABASE_URL": CLOSED_DB},
+            f"cannot connect to database at 127.0.0.1:{CLOSED}",
+            id="report",
+        ),
+        pytest.param(
+            ["dlq", "list"], {"KAFKA_BOOTSTRAP_SERVERS": CLOSED_KAFKA}, "bootstrap", id="dlq list"
+        ),
+        pytest.param(
+            ["dlq", "replay", "--dry-run"],
+            {"KAFKA_BOOTSTRAP_SERVERS": CLOSED_KAFKA},
+            "bootstrap",
+            id="dlq replay",
+        ),
+        pytest.param(
+            ["topics", "create"],
+            {"KAFKA_BOOTSTRAP_SERVERS": CLOSED_KAFKA},
+            f"cannot create topics on {CLOSED_KAFKA}",
+            id="topics create",
+        ),
+        pytest.param(
+            ["consume"],
+            {"DATABASE_URL": "", "KAFKA_BOOTSTRAP_SERVERS": CLOSED_KAFKA},
+            "DATABASE_URL is not set",
+            id="consume without a database",
+        ),
+        pytest.param(
+            ["send-sample", "events"],
+            {"EVENTS_API_KEY": "k", "PORT": str(CLOSED)},
+            f"cannot reach http://127.0.0.1:{CLOSED}/events",
+            id="send-sample to a closed port",
+        ),
+        pytest.param(
+            ["send-sample", "kit"],
+            {"KIT_WEBHOOK_SECRET": ""},
+            "run `make dev` first or set KIT_WEBHOOK_SECRET",
+            id="send-sample without its secret",
+        ),
+        pytest.param(
+            ["migrate"],
+            {"DATABASE_URL": ""},
+            "DATABASE_URL is not set",
+            id="migrate without a database",
+        ),
+        pytest.param(
+            ["pending", "list"],
+            {"PORT": "eighty"},
+            "configuration error: PORT must be an integer",
+            id="malformed variable",
+        ),
+    ],
+)
+def test_failure_exits_1_with_one_line(
+    argv: list[str], env: dict[str, str], expected: str, tmp_path: Path
+) -> None:
+    result = run_cli(*argv, cwd=tmp_path, env=env)
+
+    assert result.returncode == 1
+    line = one_line(result)
+    verb = " ".join(argv[:2] if argv[0] in VERB_GROUPS else argv[:1])
+    assert line.startswith(f"ingester {verb}: ")
+    assert expected in line
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))  # the interface the server binds
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_serve_on_a_taken_port_is_one_line(taken_port: int, tmp_path: Path) -> None:
+    env = {"PORT": str(taken_port), "KAFKA_BOOTSTRAP_SERVERS": CLOSED_KAFKA}
+
+    result = run_cli("serve", cwd=tmp_path, env=env)
+
+    assert result.returncode == 1
+    assert one_line(result) == (
+        f"ingester serve: cannot listen on port {taken_port}: Address already in use"
     )
 
+
+def test_version(tmp_path: Path) -> None:
+    result = run_cli("--version", cwd=tmp_path)
+
+    assert result.returncode == 0
+    assert result.stdout.startswith("ingester ") and result.stdout.split()[1][0].isdigit()
+
+
+def _parsers(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    yield parser.prog, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _parsers(sub)
+
+
+def test_every_argument_has_help() -> None:
+    undocumented = [
+        f"{prog} {action.dest}"
+        for prog, parser in _parsers(build_parser())
+        for action in parser._actions
+        if not isinstance(action, argparse._SubParsersAction) and not action.help
+    ]
+
+    assert undocumented == []
+
+
+def _project(root: Path, *, with_dev: bool = True) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    if with_dev:
+        (root / ".dev").mkdir()
+    return root
+
+
+@pytest.mark.parametrize(
+    ("start", "source_has_dev", "expected"),
+    [
+        pytest.param("proj", False, "proj", id="the project root"),
+        pytest.param("proj/ingest/providers", False, "proj", id="a folder inside the project"),
+        pytest.param("proj/sub", False, "proj/sub", id="the nearest project wins"),
+        pytest.param("elsewhere", True, "source", id="outside: the editable source tree"),
+        pytest.param("elsewhere", False, None, id="outside, no dev stack anywhere"),
+        pytest.param("bare/inner", False, None, id="a project without .dev"),
+    ],
+)
+def test_find_dev_env_file(
+    start: str, source_has_dev: bool, expected: str | None, tmp_path: Path
+) -> None:
+    _project(tmp_path / "proj")
+    _project(tmp_path / "proj" / "sub")
+    (tmp_path / "proj" / "ingest" / "providers").mkdir(parents=True)
+    _project(tmp_path / "bare", with_dev=False)
+    (tmp_path / "bare" / "inner").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    source = _project(tmp_path / "source", with_dev=source_has_dev)
+
+    found = find_dev_env_file(tmp_path / start, source_tree=source)
+
+    assert found == (tmp_path / expected / ".dev" / "stack.env" if expected else None)
+
+
+def test_the_cli_reads_the_dev_env_file_from_a_nested_folder(tmp_path: Path) -> None:
+    project = _project(tmp_path / "clone")
+    (project / ".dev" / "stack.env").write_text(f"KIT_WEBHOOK_SECRET=dev-kit\nPORT={CLOSED}\n")
+    nested = project / "docs" / "deep"
+    nested.mkdir(parents=True)
+
+    result = run_cli("send-sample", "kit", cwd=nested)
+
+    # Signed with the file's secret and sent to the file's port: nothing listens there.
     assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1
-    assert f"127.0.0.1:{port}" in lines[0]
+    assert one_line(result).startswith(
+        f"ingester send-sample: cannot reach http://127.0.0.1:{CLOSED}/webhooks/kit"
+    )
 
 
-def test_missing_database_url_is_one_line(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    result = subprocess.run(
-        [sys.executable, "-m", "ingester.cli", "migrate"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+def test_a_missing_secret_says_where_it_looked(tmp_path: Path) -> None:
+    project = _project(tmp_path / "clone")
+    (project / ".dev" / "stack.env").write_text("EVENTS_API_KEY=k\n")
+
+    result = run_cli("send-sample", "kit", cwd=project, env={"KIT_WEBHOOK_SECRET": ""})
 
     assert result.returncode == 1
-    assert result.stderr.strip() == "ingester: configuration error: DATABASE_URL is not set"
+    assert one_line(result) == (
+        "ingester send-sample: cannot sign a kit sample: KIT_WEBHOOK_SECRET is not set"
+        f" (not in {project / '.dev' / 'stack.env'} either;"
+        " run `make dev` first or set KIT_WEBHOOK_SECRET)"
+    )
