@@ -39,13 +39,14 @@ async def assign_all(consumer: Any, topic: str, timeout_s: float = 10.0) -> list
 
 class TopicReader:
     """Records of ``tps`` in (partition, offset) order, from each partition's position up to
-    its end as of the first fetch.
+    its end as of the start of reading.
 
     The end of a partition is the larger of ListOffsets' answer and the high watermark of
-    the first fetch: some Kafka-compatible brokers (the embedded one) answer ListOffsets with
-    the base offset of the last batch plus one, which undercounts multi-record batches.
-    Records appended while reading (a replay that fails again) are left for the next run.
-    ``idle_timeout_s`` bounds the wait for a fetch that brings nothing while records remain.
+    the first fetch, taken for every partition before any is read: some Kafka-compatible
+    brokers (the embedded one) answer ListOffsets with the base offset of the last batch
+    plus one, which undercounts multi-record batches. Records appended while reading (a
+    replay that fails again) are left for the next run. ``timeout_s`` bounds the wait for a
+    fetch that brings nothing while records remain.
     """
 
     def __init__(
@@ -54,45 +55,58 @@ class TopicReader:
         tps: Sequence[TopicPartition],
         *,
         chunk: int = CHUNK_RECORDS,
-        idle_timeout_s: float = 30.0,
+        timeout_s: float = 30.0,
     ) -> None:
         self._consumer = consumer
         self._tps = list(tps)
         self._chunk = chunk
-        self._idle_timeout_s = idle_timeout_s
+        self._timeout_s = timeout_s
         self.records_read = 0
 
     async def chunks(self) -> AsyncGenerator[list[RawRecord], None]:
         """Chunks of at most ``chunk`` records; stop iterating to stop fetching."""
-        listed: dict[TopicPartition, int] = await self._consumer.end_offsets(self._tps)
+        ends, early = await self._ends()
         for tp in self._tps:
-            async for chunk in self._partition(tp, listed.get(tp, 0)):
+            async for chunk in self._partition(tp, ends[tp], early.get(tp, [])):
                 yield chunk
 
+    async def _ends(self) -> tuple[dict[TopicPartition, int], dict[TopicPartition, list[Any]]]:
+        """Every partition's end, and the few records the fetches that learnt it returned
+        (at most one per round), kept to be yielded in order."""
+        consumer = self._consumer
+        listed: dict[TopicPartition, int] = await consumer.end_offsets(self._tps)
+        early: dict[TopicPartition, list[Any]] = {}
+        deadline = asyncio.get_running_loop().time() + self._timeout_s
+        while any(consumer.highwater(tp) is None for tp in self._tps):
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"no fetch answer from {self._tps[0].topic}")
+            batch = await consumer.getmany(*self._tps, timeout_ms=FETCH_WAIT_MS, max_records=1)
+            for tp, records in batch.items():
+                early.setdefault(tp, []).extend(records)
+        ends = {tp: max(listed.get(tp, 0), consumer.highwater(tp)) for tp in self._tps}
+        return ends, early
+
     async def _partition(
-        self, tp: TopicPartition, listed: int
+        self, tp: TopicPartition, end: int, early: list[Any]
     ) -> AsyncGenerator[list[RawRecord], None]:
         consumer = self._consumer
         consumer.pause(*(other for other in self._tps if other != tp))
         consumer.resume(tp)
         loop = asyncio.get_running_loop()
         idle_since = loop.time()
-        end: int | None = None
+        fetched = early
         while True:
-            batch = await consumer.getmany(tp, timeout_ms=FETCH_WAIT_MS, max_records=self._chunk)
-            highwater = consumer.highwater(tp)
-            if end is None and highwater is not None:
-                end = max(listed, highwater)
-            limit = end if end is not None else listed
-            records = [RawRecord.of(r) for r in batch.get(tp, ()) if r.offset < limit]
+            records = [RawRecord.of(r) for r in fetched if r.offset < end]
             if records:
                 self.records_read += len(records)
                 idle_since = loop.time()
                 yield records
-            if end is not None and await consumer.position(tp) >= end:
+            if await consumer.position(tp) >= end:
                 return
-            if loop.time() - idle_since > self._idle_timeout_s:
+            if loop.time() - idle_since > self._timeout_s:
                 raise TimeoutError(
                     f"reading {tp.topic} partition {tp.partition}: nothing fetched for"
-                    f" {self._idle_timeout_s:.0f} s"
+                    f" {self._timeout_s:.0f} s"
                 )
+            batch = await consumer.getmany(tp, timeout_ms=FETCH_WAIT_MS, max_records=self._chunk)
+            fetched = batch.get(tp, [])
