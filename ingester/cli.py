@@ -281,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
+        # The last resort, so that even a failure no verb foresaw is one line, not a
+        # traceback; LOG_LEVEL=DEBUG shows the libraries' side of it.
         return _fail(verb, f"unexpected {type(exc).__name__}: {exc}")
 
 

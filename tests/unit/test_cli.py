@@ -54,6 +54,8 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
         pytest.param([], id="no verb"),
         pytest.param(["--bogus"], id="unknown option"),
         pytest.param(["topics"], id="no action"),
+        pytest.param(["dev", "--bogus"], id="dev with an unknown option"),
+        pytest.param(["serve", "extra"], id="serve with an argument"),
         pytest.param(["consume", "--only", "nope"], id="unknown source"),
         pytest.param(["send-sample", "paypal"], id="unknown sample"),
         pytest.param(["dlq", "replay", "--limit", "0"], id="limit below one"),
