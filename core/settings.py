@@ -205,15 +205,21 @@ SOURCE_TREE = Path(__file__).resolve().parents[1]
 
 
 def find_dev_env_file(start: Path | None = None, source_tree: Path = SOURCE_TREE) -> Path | None:
-    """The ``.dev/stack.env`` of the project ``start`` (default: the working directory) is
-    in: the nearest folder at or above it holding ``pyproject.toml`` and ``.dev``; else the
-    source tree this package is installed from (an editable install), if it has a ``.dev``.
-    None when neither exists; the file itself may not exist yet."""
+    """Where the ``.dev/stack.env`` that ``ingester dev`` wrote is, seen from ``start``
+    (default: the working directory): walking up, the first folder that has one (wherever
+    ``ingester dev`` ran), else the project root (``pyproject.toml`` and ``.dev``) when the
+    walk reaches it; else the source tree this package is installed from (an editable
+    install), if it has a ``.dev``. None when there is no such place; the file itself may
+    not exist yet."""
     here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents, source_tree):
-        if (folder / "pyproject.toml").is_file() and (folder / DEV_ENV_FILE.parent).is_dir():
+    for folder in (here, *here.parents):
+        if (folder / DEV_ENV_FILE).is_file() or _is_project_root(folder):
             return folder / DEV_ENV_FILE
-    return None
+    return source_tree / DEV_ENV_FILE if _is_project_root(source_tree) else None
+
+
+def _is_project_root(folder: Path) -> bool:
+    return (folder / "pyproject.toml").is_file() and (folder / DEV_ENV_FILE.parent).is_dir()
 
 
 def missing_hint(variable: str, env_file: Path | None) -> str:

@@ -214,6 +214,7 @@ def _project(root: Path, *, with_dev: bool = True) -> Path:
         pytest.param("elsewhere", True, "source", id="outside: the editable source tree"),
         pytest.param("elsewhere", False, None, id="outside, no dev stack anywhere"),
         pytest.param("bare/inner", False, None, id="a project without .dev"),
+        pytest.param("scratch/sub", True, "scratch", id="where ingester dev ran, no project"),
     ],
 )
 def test_find_dev_env_file(
@@ -225,6 +226,9 @@ def test_find_dev_env_file(
     _project(tmp_path / "bare", with_dev=False)
     (tmp_path / "bare" / "inner").mkdir()
     (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "scratch" / ".dev").mkdir(parents=True)
+    (tmp_path / "scratch" / ".dev" / "stack.env").write_text("PORT=1\n")
+    (tmp_path / "scratch" / "sub").mkdir()
     source = _project(tmp_path / "source", with_dev=source_has_dev)
 
     found = find_dev_env_file(tmp_path / start, source_tree=source)
