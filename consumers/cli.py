@@ -134,11 +134,14 @@ async def list_dead_letters(settings: Settings, limit: int | None = None) -> Dlq
         reader = TopicReader(consumer, tps, chunk=min(limit or CHUNK_RECORDS, CHUNK_RECORDS))
         async with aclosing(reader.chunks()) as chunks:
             async for chunk in chunks:
-                for record in chunk[: None if limit is None else limit - shown]:
-                    if shown == 0:
-                        print(DLQ_HEADER)
-                    print(_dlq_line(dlq.describe(record)))
-                    shown += 1
+                lines = [
+                    _dlq_line(dlq.describe(r))
+                    for r in chunk[: None if limit is None else limit - shown]
+                ]
+                # One write per chunk: a line-buffered or unbuffered stdout would otherwise
+                # cost a system call per dead letter.
+                print("\n".join([DLQ_HEADER, *lines] if shown == 0 else lines))
+                shown += len(lines)
                 if limit is not None and shown >= limit:
                     break
     finally:
