@@ -8,18 +8,24 @@ change the rows, stops it, and checks that a killed run leaves nothing a second 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
-from core.devstack import free_port
+from core.devstack import EmbeddedPostgres, free_port, remove_dir
 from core.settings import read_env_file
+from ingest.samples import SAMPLE_EXPERIMENT, SAMPLE_USER_ID, SAMPLE_VARIANT
 
 pytestmark = pytest.mark.slow
 
@@ -86,10 +92,9 @@ def workdir(tmp_path: Path) -> Iterator[Path]:
         check=False,
     )
     pgdata = tmp_path / ".dev" / "pgdata"
-    if (pgdata / "postmaster.pid").exists():
-        from core.devstack import EmbeddedPostgres
-
+    if pgdata.exists():
         EmbeddedPostgres(pgdata).stop_sync()
+    remove_dir(tmp_path / ".dev")  # with the data a root run keeps outside it
 
 
 async def wait_for(dsn: str, query: str, timeout: float = 30.0) -> object:
@@ -165,3 +170,154 @@ async def test_second_dev_starts_after_a_killed_one(workdir: Path) -> None:
     assert health.returncode == 0, health.stdout + health.stderr
     assert code == 0
     assert not (workdir / ".dev" / "pgdata" / "postmaster.pid").exists()
+
+
+class Output:
+    """Drains the dev command's output in a thread (its children log there too: an unread
+    pipe would fill and block them) and keeps it for assertions."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.lines: list[str] = []
+        assert proc.stdout is not None
+        self._pipe = proc.stdout
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(ValueError, OSError):  # closed by stop()
+            for raw in self._pipe:
+                self.lines.append(raw.decode(errors="replace").rstrip())
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def children(workdir: Path) -> dict[str, int]:
+    """``{"ingest": pid, "consumer": pid}`` from the file ``ingester dev`` keeps current."""
+    found = {}
+    for line in (workdir / ".dev" / "children.pid").read_text().splitlines():
+        name, _, pid = line.partition(" ")
+        found[name] = int(pid)
+    return found
+
+
+async def restarted(workdir: Path, name: str, old_pid: int, timeout: float = 30.0) -> int:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            pid = children(workdir).get(name)
+            if pid is not None and pid != old_pid:
+                return pid
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{name} was not restarted within {timeout:.0f} s")
+
+
+async def send_events(
+    client: httpx.AsyncClient, key: str, count: int, *, timeout: float = 30.0
+) -> list[str]:
+    """Post ``count`` impressions one by one, each retried until ingest answers 202 (it
+    may be restarting). Returns the ids of the accepted events."""
+    accepted = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    for _ in range(count):
+        event_id = str(uuid.uuid4())
+        body = {"events": [{**IMPRESSION, "id": event_id, "occurred_at": now_text()}]}
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                answer = await client.post(
+                    "/events", json=body, headers={"Authorization": f"Bearer {key}"}
+                )
+                if answer.status_code == 202:
+                    accepted.append(event_id)
+                    break
+                assert answer.status_code == 503, answer.text  # Kafka not reachable yet
+            assert asyncio.get_running_loop().time() < deadline, "ingest never accepted"
+            await asyncio.sleep(0.2)
+    return accepted
+
+
+IMPRESSION = {
+    "type": "impression",
+    "user_id": SAMPLE_USER_ID,
+    "experiment": SAMPLE_EXPERIMENT,
+    "variant": SAMPLE_VARIANT,
+    "session_identifier": "dev-supervision",
+    "page_url": "https://example.com/checkout",
+}
+
+
+def now_text() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def applied(dsn: str, event_ids: list[str], timeout: float = 60.0) -> int:
+    """How many of ``event_ids`` the consumers applied, waiting until all are or timeout."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            count: int = await conn.fetchval(
+                "SELECT count(*) FROM ingest_inbox WHERE event_id = ANY($1::text[])", event_ids
+            )
+            if count == len(event_ids) or asyncio.get_running_loop().time() > deadline:
+                return count
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+
+
+async def test_killed_children_restart_without_losing_an_accepted_event(workdir: Path) -> None:
+    env = dev_env(workdir)
+    proc = await asyncio.to_thread(start_dev, workdir, env)
+    output = Output(proc)
+    try:
+        stack_env = read_env_file(workdir / ".dev" / "stack.env")
+        first = children(workdir)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{env['PORT']}") as client:
+            key = stack_env["EVENTS_API_KEY"]
+            accepted = await send_events(client, key, 15)
+
+            os.kill(first["consumer"], signal.SIGKILL)
+            accepted += await send_events(client, key, 15)  # accepted while it is down
+            consumer = await restarted(workdir, "consumer", first["consumer"])
+
+            os.kill(first["ingest"], signal.SIGKILL)
+            accepted += await send_events(client, key, 15)  # retried until ingest is back
+            ingest = await restarted(workdir, "ingest", first["ingest"])
+
+        assert await applied(stack_env["DATABASE_URL"], accepted) == len(accepted)
+        assert children(workdir) == {"ingest": ingest, "consumer": consumer}
+    finally:
+        code = await asyncio.to_thread(stop, proc)
+    log = output.text()
+    assert f"consumer (pid {first['consumer']}) was killed by SIGKILL" in log
+    assert f"ingest (pid {first['ingest']}) was killed by SIGKILL" in log
+    assert code == 0
+
+
+async def test_a_dead_broker_is_restarted_empty_and_the_database_kept(workdir: Path) -> None:
+    env = dev_env(workdir)
+    proc = await asyncio.to_thread(start_dev, workdir, env)
+    output = Output(proc)
+    try:
+        stack_env = read_env_file(workdir / ".dev" / "stack.env")
+        dsn = stack_env["DATABASE_URL"]
+        first = children(workdir)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{env['PORT']}") as client:
+            key = stack_env["EVENTS_API_KEY"]
+            before = await send_events(client, key, 5)
+            assert await applied(dsn, before) == len(before)
+
+            broker = int((workdir / ".dev" / "tansu.pid").read_text())
+            os.kill(broker, signal.SIGKILL)
+            await restarted(workdir, "consumer", first["consumer"])
+            after = await send_events(client, key, 5)
+
+        assert await applied(dsn, after) == len(after)
+        assert await applied(dsn, before, timeout=0) == len(before), "the database is kept"
+    finally:
+        code = await asyncio.to_thread(stop, proc)
+    log = output.text()
+    assert "the Kafka broker was killed by SIGKILL" in log
+    assert "in-memory storage, so everything it held is lost" in log
+    assert code == 0
