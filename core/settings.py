@@ -47,6 +47,9 @@ class Settings:
     signature_tolerance_s: int = 300
     max_body_bytes: int = 5 * 1024 * 1024
     produce_timeout_s: float = 4.0
+    # On shutdown, after the in-flight requests (SHUTDOWN_DEADLINE_S): bounded so that
+    # preStop + drain + flush stays inside the pod's termination grace period.
+    producer_flush_timeout_s: float = 5.0
     port: int = 8000
 
     # Ingest limits: what one process takes on at once, and how long it waits for a client
@@ -155,6 +158,7 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "SIGNATURE_TOLERANCE_S": ("signature_tolerance_s", _int),
     "MAX_BODY_BYTES": ("max_body_bytes", lambda n, v: _int(n, v, 1)),
     "PRODUCE_TIMEOUT_S": ("produce_timeout_s", _float),
+    "PRODUCER_FLUSH_TIMEOUT_S": ("producer_flush_timeout_s", _float),
     "PORT": ("port", lambda n, v: _int(n, v, 1)),
     "MAX_INFLIGHT_BYTES": ("max_inflight_bytes", lambda n, v: _int(n, v, 1)),
     "MAX_CONCURRENT_REQUESTS": ("max_concurrent_requests", lambda n, v: _int(n, v, 1)),

@@ -243,7 +243,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await connecting
             runtime.publisher = None
-            await owned.close(settings.shutdown_deadline_s)
+            await owned.close(settings.producer_flush_timeout_s)
             runtime.metrics.producer_ready.set(0)
 
     routes = [

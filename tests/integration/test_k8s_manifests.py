@@ -228,27 +228,49 @@ def drain_seconds(settings: Settings) -> dict[str, float]:
     assert graceful is not None
     return {
         # uvicorn lets in-flight requests finish (each waits at most PRODUCE_TIMEOUT_S for
-        # Kafka), then the lifespan flushes the producer.
-        "ingester-ingest": graceful + settings.produce_timeout_s,
+        # Kafka, within the graceful period), then the lifespan flushes the producer.
+        "ingester-ingest": graceful + settings.producer_flush_timeout_s,
         # The batch in flight gets SHUTDOWN_DEADLINE_S, then the final commit and closes.
         "ingester-consumers": settings.shutdown_deadline_s + CONSUMER_CLOSE_S,
     }
 
 
-def test_termination_grace_outlasts_the_drain(objects: tuple[Obj, ...]) -> None:
-    drains = drain_seconds(from_mapping(config(objects)))
+def container_settings(objects: tuple[Obj, ...], container: Obj) -> Settings:
+    """The settings a container starts with: the ConfigMap, under its own ``env`` values."""
+    env = dict(config(objects))
+    env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+    return from_mapping(env)
+
+
+def pre_stop_seconds(container: Obj) -> int:
+    seconds: int = (
+        container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+    )
+    return seconds
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param("manifests", id="values in the manifests"),
+        pytest.param("defaults", id="settings defaults"),
+    ],
+)
+def test_termination_grace_outlasts_pre_stop_and_drain(
+    objects: tuple[Obj, ...], source: str
+) -> None:
     for deployment in of_kind(objects, "Deployment"):
         name = deployment["metadata"]["name"]
         pod = deployment["spec"]["template"]["spec"]
-        pre_stop = sum(
-            c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
-            for c in pod["containers"]
-        )
-        assert pod["terminationGracePeriodSeconds"] > pre_stop + drains[name], name
+        (container,) = pod["containers"]
+        settings = container_settings(objects, container) if source == "manifests" else Settings()
+        budget = pre_stop_seconds(container) + drain_seconds(settings)[name]
+
+        assert budget < pod["terminationGracePeriodSeconds"], (name, budget)
 
     # The load balancer needs a moment to stop routing to a terminating ingest pod.
     ingest = one(objects, "Deployment", "ingester-ingest")["spec"]["template"]["spec"]
-    assert ingest["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"] >= 5
+    assert pre_stop_seconds(ingest["containers"][0]) >= 5
 
 
 def test_ingress_exposes_only_webhooks_and_events(objects: tuple[Obj, ...]) -> None:
