@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import logging
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -45,6 +47,18 @@ def build_app(readiness: Probe) -> Starlette:
     )
 
 
+# uvicorn logs "Started server process" and friends under uvicorn.error for every server;
+# from this one they read like a second ingest server. Drop its info lines, only its own.
+_IN_HEALTH_SERVER = contextvars.ContextVar("in_health_server", default=False)
+
+
+def _not_health_info(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or not _IN_HEALTH_SERVER.get()
+
+
+logging.getLogger("uvicorn.error").addFilter(_not_health_info)
+
+
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -73,7 +87,9 @@ class HealthServer:
             self._app, lifespan="off", log_config=None, access_log=False, server_header=False
         )
         self._server = _Server(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
+        context = contextvars.copy_context()
+        context.run(_IN_HEALTH_SERVER.set, True)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), context=context)
         while not self._server.started:
             if self._task.done():
                 self._task.result()
