@@ -126,8 +126,9 @@ def prepare(home: ServerHome) -> None:
             # A real directory left by a run as a regular user: the server user may not
             # reach it, and it is not ours to chmod.
             raise HomeError(
-                f"{home.link} is a directory from a run as another user; remove it"
-                f" (as root the data lives under {home.base})"
+                f"{home.link} is a data directory made by another user or an earlier"
+                f" version, which a root run cannot use (its data lives under {home.base});"
+                " remove it to start over"
             )
         home.link.symlink_to(home.data_dir, target_is_directory=True)
     sweep_orphans(home)
