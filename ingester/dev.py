@@ -179,6 +179,8 @@ def _watch_servers(stack: devstack.Stack, settings: Settings, supervisor: Superv
         broker.start_sync()
         asyncio.run(create_topics(settings))
         supervisor.restart_all(settings.shutdown_deadline_s + 5)
+        pids = ", ".join(f"{name} pid {pid}" for name, pid in supervisor.pids().items())
+        _say(f"the broker is back with empty topics; restarted {pids}")
 
 
 def run_dev(settings: Settings) -> int:

@@ -320,4 +320,5 @@ async def test_a_dead_broker_is_restarted_empty_and_the_database_kept(workdir: P
     log = output.text()
     assert "the Kafka broker was killed by SIGKILL" in log
     assert "in-memory storage, so everything it held is lost" in log
+    assert "the broker is back with empty topics" in log
     assert code == 0
