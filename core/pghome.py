@@ -105,31 +105,30 @@ def locate(data_path: Path) -> ServerHome:
 
 def prepare(home: ServerHome) -> None:
     """Create what :func:`locate` named: the base, the binaries' copy, the data directory
-    owned by the server user and the link to it. Idempotent; a no-op for non-root."""
+    owned by the server user and the link to it. Idempotent. As a regular user it only
+    creates the data directory's folder."""
     if home.user is None or home.link is None or home.base is None:
         home.data_dir.mkdir(parents=True, exist_ok=True)
         return
+    if home.link.is_dir() and not home.link.is_symlink():
+        # Left by a run as a regular user (or an older version): the server user may not
+        # reach it, and it is not ours to chmod.
+        raise HomeError(
+            f"{home.link} is a data directory made by another user or an earlier version,"
+            f" which a root run cannot use (its data lives under {home.base});"
+            " remove it to start over"
+        )
     _own_base(home.base)
     _copy_install(home.bin_dir.parents[2])
-    owner = _owner_file(home.data_dir)
     linked = home.link.is_symlink() and os.readlink(home.link) == str(home.data_dir)
     if not (linked and home.data_dir.is_dir()):
         # A data directory left by an earlier link at this path (since removed) is stale.
         _remove_entry(home.data_dir, home)
-        owner.write_text(str(home.link))
+        _owner_file(home.data_dir).write_text(str(home.link))
         home.data_dir.mkdir(mode=0o700)
         os.chown(home.data_dir, home.user.pw_uid, home.user.pw_gid)
         home.link.parent.mkdir(parents=True, exist_ok=True)
-        if home.link.is_symlink() or home.link.is_file():
-            home.link.unlink()
-        elif home.link.is_dir():
-            # A real directory left by a run as a regular user: the server user may not
-            # reach it, and it is not ours to chmod.
-            raise HomeError(
-                f"{home.link} is a data directory made by another user or an earlier"
-                f" version, which a root run cannot use (its data lives under {home.base});"
-                " remove it to start over"
-            )
+        home.link.unlink(missing_ok=True)
         home.link.symlink_to(home.data_dir, target_is_directory=True)
     sweep_orphans(home)
 

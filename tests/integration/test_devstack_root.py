@@ -125,3 +125,14 @@ async def test_a_start_removes_data_whose_link_is_gone(
     finally:
         await server.stop()
         await asyncio.to_thread(devstack.remove_dir, private_clone)
+
+
+def test_a_real_data_directory_is_refused_not_chmodded(private_clone: Path) -> None:
+    data = private_clone / ".dev" / "pgdata"
+    data.mkdir(parents=True, mode=0o700)
+    (data / "PG_VERSION").write_text("18\n")
+    before = modes(data)
+
+    with pytest.raises(devstack.StackError, match="remove it to start over"):
+        devstack.EmbeddedPostgres(data).start_sync()
+    assert modes(data) == before
