@@ -3,6 +3,10 @@
 The embedded PostgreSQL and Tansu broker start once per session (or the servers named by
 DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS are used). Each test gets its own database, cloned
 from a migrated template, and its own topic prefix with every contract topic created.
+
+The servers start through ``core.devstack`` exactly as ``make dev`` does, so a run as root
+uses the same arrangement (PostgreSQL as ``nobody``, its data under a folder of its own,
+see ``core/pghome.py``); ``devstack.remove_dir`` removes that data with the state folder.
 """
 
 from __future__ import annotations
