@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+import shutil
 import stat
+import time
 from pathlib import Path
 
 import asyncpg
@@ -109,22 +111,32 @@ async def test_data_kept_across_restarts_and_dropped_with_its_link(private_clone
         await asyncio.to_thread(devstack.remove_dir, private_clone)
 
 
-async def test_a_start_removes_data_whose_link_is_gone(
-    private_clone: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_start_removes_data_whose_link_is_gone(private_clone: Path) -> None:
     orphaned = devstack.EmbeddedPostgres(private_clone / "killed-run" / "pgdata", fast=True)
     await orphaned.start()  # left running, as by a killed test session
     (private_clone / "killed-run" / "pgdata").unlink()
-    monkeypatch.setattr(pghome, "ORPHAN_GRACE_S", 0.0)
+    # Older than the grace period that protects a server being set up right now.
+    owner = orphaned.data_dir.with_name(orphaned.data_dir.name + ".owner")
+    past = time.time() - pghome.ORPHAN_GRACE_S - 1
+    os.utime(owner, (past, past))
+
+    # One whose link is gone only a moment ago may be a server being set up: kept.
+    young = devstack.EmbeddedPostgres(private_clone / "young-run" / "pgdata", fast=True)
+    await young.start()
+    await young.stop()
+    (private_clone / "young-run" / "pgdata").unlink()
 
     server = devstack.EmbeddedPostgres(private_clone / "next-run" / "pgdata", fast=True)
     await server.start()
     try:
         assert not orphaned.running()
         assert not orphaned.data_dir.exists()
+        assert young.data_dir.exists()
     finally:
         await server.stop()
         await asyncio.to_thread(devstack.remove_dir, private_clone)
+        shutil.rmtree(young.data_dir)
+        young.data_dir.with_name(young.data_dir.name + ".owner").unlink()
 
 
 def test_a_real_data_directory_is_refused_not_chmodded(private_clone: Path) -> None:
