@@ -6,10 +6,11 @@ uses ``DATABASE_URL`` / ``KAFKA_BOOTSTRAP_SERVERS``), migrates, creates the topi
 dev secrets), then runs ``ingester serve`` and ``ingester consume`` as child processes until
 Ctrl-C or SIGTERM, and stops everything it started.
 
-While it runs it supervises: a crashed child is named and restarted with backoff
-(:mod:`ingester.supervise`); a dead PostgreSQL is restarted on its data; a dead broker is
-restarted empty (its storage is memory: what it held is lost, which it says), the topics
-are created again and both children restarted.
+A child that exits while starting (before ingest serves) stops it, named. Once running it
+supervises: a crashed child is named and restarted with backoff (:mod:`ingester.supervise`);
+a dead PostgreSQL is restarted on its data; a dead broker is restarted empty (its storage is
+memory: what it held is lost, which it says), the topics are created again and both
+children restarted.
 """
 
 from __future__ import annotations
@@ -149,7 +150,13 @@ def _wait_until_serving(settings: Settings, supervisor: Supervisor, timeout: flo
     url = f"http://127.0.0.1:{settings.port}/healthz"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        supervisor.check()
+        # Before the banner nothing was accepted yet, and a child that cannot even start
+        # (a port in use, a bad setting) would not recover by being restarted.
+        for child in supervisor.children:
+            if child.proc is not None and (code := child.proc.poll()) is not None:
+                raise devstack.StackError(
+                    f"{child.name} {describe_exit(code)} while starting (its output is above)"
+                )
         try:
             if httpx.get(url, timeout=1.0).status_code == 200:
                 return

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -182,6 +183,23 @@ async def test_second_dev_starts_after_a_killed_one(workdir: Path) -> None:
     assert health.returncode == 0, health.stdout + health.stderr
     assert code == 0
     assert not (workdir / ".dev" / "pgdata" / "postmaster.pid").exists()
+
+
+async def test_a_child_failing_at_start_stops_dev_with_its_name(workdir: Path) -> None:
+    env = dev_env(workdir)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("0.0.0.0", int(env["PORT"])))
+        taken.listen()
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "ingester.cli", "dev"],
+            cwd=workdir, env=env, capture_output=True, text=True, timeout=90, check=False,
+        )  # fmt: skip
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "ingester dev: ingest exited with code" in done.stderr
+    assert "while starting" in done.stderr
+    assert not (workdir / ".dev" / "children.pid").exists()
 
 
 class Output:
