@@ -142,9 +142,12 @@ def amount(value: Any) -> Decimal:
 class Field:
     parse: Parser
     kinds: frozenset[str]  # the item types whose table (impressions, conversions) stores it
+    sql: str = "text"  # how the consumer casts the parsed value for its column
+    default: str | None = None  # the column's DEFAULT, used when the item leaves it out
 
 
 _I, _C = frozenset({IMPRESSION}), frozenset({CONVERSION})
+_JSONB, _EMPTY = "text::jsonb", "'{}'::jsonb"  # JSON objects travel as text
 _BOTH = _I | _C
 
 REQUIRED: Mapping[str, Parser] = {
@@ -164,30 +167,30 @@ OPTIONAL: Mapping[str, Field] = {
     "country_code": Field(country, _BOTH),
     "region": Field(text(100), _I),
     "city": Field(text(100), _I),
-    "device_type": Field(one_of(*DEVICE_TYPES), _BOTH),
+    "device_type": Field(one_of(*DEVICE_TYPES), _BOTH, "text::device_type_enum"),
     "screen_resolution": Field(text(20), _I),
     "viewport_size": Field(text(20), _I),
-    "connection_type": Field(one_of(*CONNECTION_TYPES), _I),
+    "connection_type": Field(one_of(*CONNECTION_TYPES), _I, "text::connection_type_enum"),
     "language_code": Field(text(10), _I),
     "time_zone": Field(text(50), _I),
     "referrer_source": Field(text(200), _C),
     "utm_source": Field(text(100), _BOTH),
     "utm_medium": Field(text(100), _BOTH),
     "utm_campaign": Field(text(100), _BOTH),
-    "time_on_page": Field(integer(), _I),
-    "scroll_depth_percent": Field(integer(0, 100), _I),
-    "page_load_time": Field(integer(), _I),
-    "bounce": Field(boolean, _I),
-    "user_was_eligible": Field(boolean, _I),  # false: this exposure must not count
-    "metadata": Field(json_object, _BOTH),
-    "user_eligibility_status": Field(json_object, _I),
-    "user_context": Field(json_object, _I),
+    "time_on_page": Field(integer(), _I, "int4"),
+    "scroll_depth_percent": Field(integer(0, 100), _I, "int4"),
+    "page_load_time": Field(integer(), _I, "int4"),
+    "bounce": Field(boolean, _I, "bool", "false"),
+    "user_was_eligible": Field(boolean, _I, "bool"),  # false: this exposure must not count
+    "metadata": Field(json_object, _BOTH, _JSONB, _EMPTY),
+    "user_eligibility_status": Field(json_object, _I, _JSONB, _EMPTY),
+    "user_context": Field(json_object, _I, _JSONB, _EMPTY),
     "conversion_type": Field(text(non_empty=True), _C),
-    "conversion_value": Field(amount, _C),
-    "conversion_window_days": Field(integer(0), _C),
-    "conversion_attribution_source": Field(text(), _C),
-    "conversion_context": Field(json_object, _C),
-    "details": Field(json_object, _C),
+    "conversion_value": Field(amount, _C, "numeric"),
+    "conversion_window_days": Field(integer(0), _C, "int4"),
+    "conversion_attribution_source": Field(text(), _C, default="'direct'"),
+    "conversion_context": Field(json_object, _C, _JSONB, _EMPTY),
+    "details": Field(json_object, _C, _JSONB),
 }
 
 

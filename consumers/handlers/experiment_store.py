@@ -23,45 +23,8 @@ from consumers.handlers.experiment_plan import (
     Key,
     Participation,
 )
+from contract import items
 
-# Optional column -> (SQL cast of its text/number parameter, default when absent).
-_IMPRESSION_OPTIONAL: Mapping[str, tuple[str, str | None]] = {
-    "session_identifier": ("text", None),
-    "page_url": ("text", None),
-    "user_agent": ("text", None),
-    "country_code": ("text", None),
-    "region": ("text", None),
-    "city": ("text", None),
-    "device_type": ("text::device_type_enum", None),
-    "screen_resolution": ("text", None),
-    "viewport_size": ("text", None),
-    "connection_type": ("text::connection_type_enum", None),
-    "language_code": ("text", None),
-    "time_zone": ("text", None),
-    "utm_source": ("text", None),
-    "utm_medium": ("text", None),
-    "utm_campaign": ("text", None),
-    "time_on_page": ("int4", None),
-    "scroll_depth_percent": ("int4", None),
-    "page_load_time": ("int4", None),
-    "bounce": ("bool", "false"),
-    "metadata": ("text::jsonb", "'{}'::jsonb"),
-    "user_eligibility_status": ("text::jsonb", "'{}'::jsonb"),
-    "user_context": ("text::jsonb", "'{}'::jsonb"),
-}
-_CONVERSION_OPTIONAL: Mapping[str, tuple[str, str | None]] = {
-    "session_identifier": ("text", None),
-    "details": ("text::jsonb", None),
-    "country_code": ("text", None),
-    "device_type": ("text::device_type_enum", None),
-    "referrer_source": ("text", None),
-    "utm_source": ("text", None),
-    "utm_medium": ("text", None),
-    "utm_campaign": ("text", None),
-    "metadata": ("text::jsonb", "'{}'::jsonb"),
-    "conversion_attribution_source": ("text", "'direct'"),
-    "conversion_context": ("text::jsonb", "'{}'::jsonb"),
-}
 _IMPRESSION_FIXED = (
     ("id", "uuid"),
     ("user_id", "uuid"),
@@ -86,6 +49,27 @@ _CONVERSION_FIXED = (
     ("conversion_eligibility_verified", "bool"),
 )
 
+# Item fields the handler consumes itself instead of storing them as given.
+_NOT_COLUMNS = frozenset({"user_was_eligible"})
+
+
+def _optional_columns(
+    kind: str, fixed: Sequence[tuple[str, str]]
+) -> Mapping[str, tuple[str, str | None]]:
+    """Optional column -> (SQL cast of its parameter, default when absent), from the item
+    schema (:data:`contract.items.OPTIONAL`): every field the table of ``kind`` stores that is
+    not one of its fixed columns."""
+    taken = {name for name, _ in fixed} | _NOT_COLUMNS
+    return {
+        name: (f.sql, f.default)
+        for name, f in items.OPTIONAL.items()
+        if kind in f.kinds and name not in taken
+    }
+
+
+_IMPRESSION_OPTIONAL = _optional_columns(items.IMPRESSION, _IMPRESSION_FIXED)
+_CONVERSION_OPTIONAL = _optional_columns(items.CONVERSION, _CONVERSION_FIXED)
+
 
 def _insert(table: str, fixed: Sequence[tuple[str, str]], optional: Mapping[str, Any]) -> str:
     names = [name for name, _ in fixed] + list(optional)
@@ -93,7 +77,7 @@ def _insert(table: str, fixed: Sequence[tuple[str, str]], optional: Mapping[str,
     for i, (cast, default) in enumerate(optional.values(), len(fixed) + 1):
         param = f"${i}::{cast}"
         values.append(f"coalesce({param}, {default})" if default else param)
-    # Built once at import from the constant column tables above, never from input.
+    # Built once at import from constant column tables, never from input.
     columns, params = ", ".join(names), ", ".join(values)
     return f"INSERT INTO {table} ({columns}) VALUES ({params}) ON CONFLICT (id) DO NOTHING"  # noqa: S608
 
