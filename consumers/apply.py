@@ -108,7 +108,9 @@ async def apply_events(
     fresh = [e for e in first if (e.source, e.id) in new_keys]
     applied, latency = await run_handlers(conn, handlers, fresh, ctx)
     await store.park_pending(
-        conn, [(e, r.reason or "") for e, r in applied if r.outcome is Outcome.PENDING], scope
+        conn,
+        [(e, r.reason or "", r.waits_for) for e, r in applied if r.outcome is Outcome.PENDING],
+        scope,
     )
     await store.record_skipped(
         conn, [(e, r.reason or "") for e, r in applied if r.outcome is Outcome.SKIPPED], scope

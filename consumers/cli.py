@@ -19,12 +19,12 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka import errors as kafka_errors
 
-from consumers import db, dlq, metrics, store
+from consumers import db, dlq, metrics, parked, store
 from consumers.decode import RawRecord
 from consumers.errors import ConsumerError
 from consumers.pending import PendingRetry, refresh_gauges
 from consumers.registry import UnknownStream, build_handlers
-from consumers.retention import prune_inbox
+from consumers.retention import prune_dead_letters, prune_inbox, prune_skipped
 from consumers.service import run_service
 from consumers.topic_reader import CHUNK_RECORDS, TopicReader, assign_all
 from contract.records import CE_ID, CE_SOURCE
@@ -239,31 +239,41 @@ async def _replay_chunk(
 
 
 async def pending_list(settings: Settings) -> int:
-    """Print parked events by reason, with the oldest of each."""
+    """Print parked events by reason, with the oldest of each, then the expired ones that
+    ``pending retry --expired`` can replay."""
     try:
         async with _pool(settings) as pool:
             counts = await refresh_gauges(pool)
+            async with db.connection(pool) as conn:
+                expired = await parked.expired_summary(conn)
     except _FAILURES as exc:
         return _fail("pending list", exc)
     if not counts:
         print("no pending events")
-        return 0
-    print("reason\tevents\toldest_parked_at\toldest_age_s")
-    for c in counts:
-        print(f"{c.reason}\t{c.events}\t{c.oldest.isoformat()}\t{c.oldest_age_s:.0f}")
-    print(f"{sum(c.events for c in counts)} pending event(s)")
+    else:
+        print("reason\tevents\toldest_parked_at\toldest_age_s")
+        for c in counts:
+            print(f"{c.reason}\t{c.events}\t{c.oldest.isoformat()}\t{c.oldest_age_s:.0f}")
+        print(f"{sum(c.events for c in counts)} pending event(s)")
+    if expired:
+        print("expired\tevents")
+        for reason, events in expired:
+            print(f"{reason}\t{events}")
+        total = sum(n for _, n in expired)
+        print(f"{total} expired event(s); `ingester pending retry --expired` replays them")
     return 0
 
 
-async def pending_retry(settings: Settings) -> int:
-    """Apply every parked event that can apply now; dead-letter those that never will."""
+async def pending_retry(settings: Settings, *, expired: bool = False) -> int:
+    """Apply every parked event that can apply now; dead-letter those that never will.
+    With ``expired``, the expired events go back to the table first."""
     try:
-        return await _pending_retry(settings)
+        return await _pending_retry(settings, expired)
     except _FAILURES as exc:
         return _fail("pending retry", exc)
 
 
-async def _pending_retry(settings: Settings) -> int:
+async def _pending_retry(settings: Settings, expired: bool) -> int:
     handlers = build_handlers(())
     producer: Any = None
 
@@ -282,13 +292,18 @@ async def _pending_retry(settings: Settings) -> int:
 
     try:
         async with _pool(settings) as pool:
-            report = await PendingRetry(
+            retry = PendingRetry(
                 pool,
                 handlers,
                 environment=settings.environment,
                 topic_prefix=settings.topic_prefix,
                 dead_letters=dead_letters,
-            ).run()
+                max_age_days=settings.pending_max_age_days,
+                backoff_max_s=settings.pending_backoff_max_s,
+            )
+            if expired:
+                print(f"put back {await retry.revive_expired()} expired event(s)")
+            report = await retry.run()
             async with db.connection(pool) as conn:
                 left = await store.pending_summary(conn)
     finally:
@@ -302,13 +317,28 @@ async def _pending_retry(settings: Settings) -> int:
     return 0
 
 
-async def inbox_prune(settings: Settings, older_than_days: int) -> int:
-    """Delete inbox rows older than ``older_than_days`` and print how many."""
-    cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
+async def inbox_prune(
+    settings: Settings,
+    older_than_days: int,
+    *,
+    skipped_days: int | None = None,
+    dead_letter_days: int | None = None,
+) -> int:
+    """Delete inbox rows older than ``older_than_days``, skipped events older than
+    ``SKIPPED_RETENTION_DAYS`` and logged dead letters older than
+    ``DEAD_LETTER_RETENTION_DAYS``; print how many of each."""
+    now = datetime.now(UTC)
+    cutoff = now - timedelta(days=older_than_days)
+    skipped_cutoff = now - timedelta(days=skipped_days or settings.skipped_retention_days)
+    dead_cutoff = now - timedelta(days=dead_letter_days or settings.dead_letter_retention_days)
     try:
         async with _pool(settings) as pool:
             deleted = await prune_inbox(pool, cutoff)
+            skipped = await prune_skipped(pool, skipped_cutoff)
+            dead = await prune_dead_letters(pool, dead_cutoff)
     except _FAILURES as exc:
         return _fail("inbox prune", exc)
     print(f"deleted {deleted} inbox rows processed before {cutoff.isoformat(timespec='seconds')}")
+    print(f"deleted {skipped} skipped events before {skipped_cutoff.isoformat(timespec='seconds')}")
+    print(f"deleted {dead} dead-letter log rows before {dead_cutoff.isoformat(timespec='seconds')}")
     return 0

@@ -32,6 +32,11 @@ PENDING_EVENTS = Gauge("consumer_pending_events", "Parked events by reason.", ["
 PENDING_OLDEST_AGE = Gauge(
     "consumer_pending_oldest_age_seconds", "Age of the oldest parked event (0 when none)."
 )
+PENDING_EXPIRED = Counter(
+    "consumer_pending_expired",
+    "Parked events that waited PENDING_MAX_AGE_DAYS and were recorded as skipped.",
+    ["reason"],
+)
 DLQ_REPLAYED = Counter(
     "consumer_dlq_replayed", "Dead letters re-published to their source topic.", ["source"]
 )

@@ -1,24 +1,32 @@
 """Parked events: retried until their target row exists (docs/contract.md §6, Pending).
 
 An event is parked, with its inbox row, when its handler finds no target row (unknown revenue
-cat id, unknown email, unknown Klaviyo profile). A retry reads the parked events in provider
-time order, runs them through the same handlers and, in the same transaction, deletes the
-rows that applied or were skipped and counts an attempt on the rest. Retries of different
-processes never apply one event twice: each transaction locks its rows first and skips rows
-another holds. An event that fails deterministically is dead-lettered and its inbox row
-released, so a replay from the DLQ can apply it.
+cat id, unknown email, unknown Klaviyo profile, unknown experiment...), together with the keys
+it waits for (:mod:`consumers.waits`) and a next attempt time. A pass picks up only the rows
+that are due: woken because one of their keys was inserted (``sql/0004``'s triggers leave a
+wake-up), or whose capped exponential backoff is over; so it costs what became ready, not what
+is parked. Due rows are retried a chunk per transaction in provider time order through the
+same handlers: rows that applied or were skipped are deleted, the rest are parked again with
+a doubled delay. Rows parked longer than ``PENDING_MAX_AGE_DAYS`` move to ``ingest_skipped``
+as ``expired: <reason>`` with their payload, replayable with ``pending retry --expired``.
+
+Retries of different processes never apply one event twice: each transaction locks its rows
+first and skips rows another holds. An event that fails deterministically is dead-lettered and
+its inbox row released, so a replay from the DLQ can apply it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import asyncpg
 import orjson
 
-from consumers import db, metrics, store
+from consumers import db, metrics, parked, store
 from consumers.apply import run_handlers
 from consumers.decode import RawRecord
 from consumers.dlq import DeadLetter, log_row
@@ -45,6 +53,9 @@ class RetryReport:
     """Events by (source, outcome): applied, skipped, pending (still parked) or dead."""
 
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    woken: int = 0  # parked rows made due by wake-ups
+    expired: int = 0  # parked rows moved to ingest_skipped as expired
+    more: bool = False  # the pass stopped at its budget with due rows left
 
     def count(self, source: str, outcome: str, events: int = 1) -> None:
         if events:
@@ -54,6 +65,9 @@ class RetryReport:
     def add(self, other: RetryReport) -> None:
         for (source, outcome), events in other.counts.items():
             self.count(source, outcome, events)
+        self.woken += other.woken
+        self.expired += other.expired
+        self.more = self.more or other.more
 
     def total(self, outcome: str) -> int:
         return sum(n for (_, o), n in self.counts.items() if o == outcome)
@@ -91,10 +105,32 @@ def as_raw(row: store.PendingRow, topic_prefix: str) -> RawRecord:
 
 
 DeadLetterSink = Callable[[Sequence[DeadLetter]], Awaitable[None]]
+_FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """Limits of one pass: rows retried and seconds spent (None: no limit), rows a chunk
+    transaction holds, wake-ups consumed and rows expired per pass."""
+
+    max_rows: int | None = 5_000
+    max_s: float | None = 10.0
+    chunk: int = 200
+    wakes: int = 10_000
+    expire: int = 10_000
+
+
+UNBOUNDED = Budget(max_rows=None, max_s=None)
 
 
 class PendingRetry:
-    """Retries the parked events of the given handlers' sources."""
+    """Retries the parked events of the given handlers' sources.
+
+    :meth:`run_pass` is the consumer's periodic pass: consume wake-ups (target keys that
+    appeared), expire rows older than ``max_age_days``, then retry the rows that are due
+    (woken, or whose backoff is over) within the budget. :meth:`run` is the operator's
+    ``pending retry``: every parked row, now.
+    """
 
     def __init__(
         self,
@@ -105,7 +141,9 @@ class PendingRetry:
         topic_prefix: str,
         dead_letters: DeadLetterSink,
         scope: str = "",
-        chunk: int = 500,
+        chunk: int = 200,
+        max_age_days: float = 30.0,
+        backoff_max_s: float = store.BACKOFF_MAX_S,
     ) -> None:
         self._pool = pool
         self._handlers = handlers
@@ -114,21 +152,71 @@ class PendingRetry:
         self._dead_letters = dead_letters
         self._scope = scope
         self._chunk = chunk
+        self._max_age_days = max_age_days
+        self._backoff_max_s = backoff_max_s
+        self._sources = [store.stored_source(s, scope) for s in handlers]
 
     async def run(self) -> RetryReport:
-        """One pass over every parked event (those parked during the pass wait for the next)."""
+        """Retry every parked event now (those parked during the pass wait for the next)."""
+        async with db.connection(self._pool) as conn:
+            await parked.make_all_due(conn, self._sources)
+        return await self.run_pass(replace(UNBOUNDED, chunk=self._chunk), expire=False)
+
+    async def run_pass(
+        self,
+        budget: Budget = Budget(),
+        *,
+        expire: bool = True,
+        stop: asyncio.Event | None = None,
+    ) -> RetryReport:
+        """One pass within ``budget``; returns what it did (``report.more`` when it stopped
+        at the budget with due rows left)."""
+        started = time.monotonic()
         total = RetryReport()
-        cursor = _START
+        async with db.transaction(self._pool) as conn:
+            woken = await parked.wake(conn, budget.wakes)
+        total.woken = woken.rows
+        if expire:
+            total.add(await self._expire(budget.expire))
+        due = datetime.now(UTC)
+        cursor: tuple[datetime, str, str] = _START
+        done = 0
         while True:
+            if stop is not None and stop.is_set():
+                total.more = True
+                return total
+            if budget.max_s is not None and time.monotonic() - started >= budget.max_s:
+                total.more = True
+                return total
+            limit = budget.chunk
+            if budget.max_rows is not None:
+                limit = min(limit, budget.max_rows - done)
+                if limit <= 0:
+                    total.more = True
+                    return total
             async with db.connection(self._pool) as conn:
                 rows = await store.select_pending(
-                    conn, self._handlers, cursor, self._chunk, self._scope
+                    conn, self._handlers, due, cursor, limit, self._scope
                 )
             if not rows:
                 return total
-            last = rows[-1].event
-            cursor = (last.time, store.stored_source(last.source, self._scope), last.id)
-            total.add(await self._retry(rows))
+            last = rows[-1]
+            cursor = (
+                last.next_attempt_at or due,
+                store.stored_source(last.event.source, self._scope),
+                last.event.id,
+            )
+            done += len(rows)
+            total.add(await self._retry(sorted(rows, key=lambda r: r.event.time)))
+
+    async def _expire(self, limit: int) -> RetryReport:
+        report = RetryReport()
+        async with db.transaction(self._pool) as conn:
+            reasons = await parked.expire(conn, self._sources, self._max_age_days, limit)
+        for reason in reasons:
+            metrics.PENDING_EXPIRED.labels(reason.removeprefix(parked.EXPIRED_PREFIX)).inc()
+        report.expired = len(reasons)
+        return report
 
     async def _retry(self, rows: Sequence[store.PendingRow]) -> RetryReport:
         progress: Progress[store.PendingRow, RetryReport] = Progress()
@@ -156,10 +244,12 @@ class PendingRetry:
             results, _ = await run_handlers(conn, self._handlers, events, ctx)
             done = [e for e, r in results if r.outcome is not Outcome.PENDING]
             skipped = [(e, r.reason or "") for e, r in results if r.outcome is Outcome.SKIPPED]
-            still = [(e, r.reason or "") for e, r in results if r.outcome is Outcome.PENDING]
+            still = [
+                (e, r.reason or "", r.waits_for) for e, r in results if r.outcome is Outcome.PENDING
+            ]
             await store.delete_pending(conn, [(e.source, e.id) for e in done], self._scope)
             await store.record_skipped(conn, skipped, self._scope)
-            await store.park_pending(conn, still, self._scope)
+            await store.park_pending(conn, still, self._scope, max_s=self._backoff_max_s)
         report = RetryReport()
         for event, result in results:
             report.count(event.source, result.outcome.value)
@@ -182,6 +272,11 @@ class PendingRetry:
             await store.log_dead_letters(conn, [log_row(letter) for letter in letters])
             await store.delete_pending(conn, keys, self._scope)
             await store.release_inbox(conn, keys, self._scope)
+
+    async def revive_expired(self) -> int:
+        """Put the expired events of these sources back in the pending table, due now."""
+        async with db.transaction(self._pool) as conn:
+            return await parked.revive_expired(conn, self._sources)
 
 
 async def refresh_gauges(pool: asyncpg.Pool) -> list[store.PendingCount]:

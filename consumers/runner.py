@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,9 +36,8 @@ from consumers.classify import Failure, classify
 from consumers.decode import Item, RawRecord, committable, decode_all
 from consumers.errors import ConsumerError
 from consumers.isolate import Progress, isolate
-from consumers.observe import BatchReport, observe_batch, observe_pending
+from consumers.observe import BatchReport, observe_batch
 from consumers.outage import Outages
-from consumers.pending import PendingRetry, RetryReport, refresh_gauges
 from consumers.types import Context, Handler
 from contract.records import CE_SOURCE
 from core.settings import Settings
@@ -108,15 +106,6 @@ class Runner:
         self.dlq_topic = topic_name(settings.topic_prefix, DLQ)
         self.outages = Outages(consumer, backoff)
         self._committed: dict[TopicPartition, int] = {}
-        self._next_pending = time.monotonic() + settings.pending_retry_interval_s
-        self._pending = PendingRetry(
-            pool,
-            self.handlers,
-            environment=settings.environment,
-            topic_prefix=settings.topic_prefix,
-            dead_letters=self._publish_dead,
-            scope=scope,
-        )
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -144,8 +133,6 @@ class Runner:
 
     async def _cycle(self) -> None:
         await self.step()
-        if time.monotonic() >= self._next_pending:
-            await self.retry_pending_quietly()
 
     async def step(self) -> BatchReport | None:
         """Fetch one batch and process it; None when nothing arrived."""
@@ -266,27 +253,6 @@ class Runner:
             if highwater is None or committed is None:
                 continue
             metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - committed))
-
-    # -- pending ----------------------------------------------------------------------
-
-    async def retry_pending(self) -> RetryReport:
-        """Retry every parked event of this runner's sources now."""
-        self._next_pending = time.monotonic() + self.settings.pending_retry_interval_s
-        report = await self._pending.run()
-        await refresh_gauges(self.pool)
-        observe_pending(report)
-        if report.counts:
-            log.info("pending retry", extra=report.totals())
-        return report
-
-    async def retry_pending_quietly(self) -> None:
-        """The periodic retry: an outage only postpones it to the next interval."""
-        try:
-            await self.retry_pending()
-        except Exception as exc:
-            if classify(exc) is not Failure.RETRYABLE:
-                raise
-            log.warning("pending retry postponed", extra={"error": str(exc)})
 
     @property
     def paused(self) -> bool:

@@ -16,6 +16,7 @@ import asyncpg
 from consumers import db
 from consumers.health import HealthServer
 from consumers.registry import topics_for
+from consumers.retry_task import RetryTask, dlq_sink
 from consumers.runner import Runner
 from consumers.types import Handler
 from core.kafka import make_consumer, make_producer
@@ -87,7 +88,15 @@ async def _serve(
                 "metrics_port": health.port,
             },
         )
-        await runner.run(stop)
+        retry = RetryTask(settings, pool, handlers, dlq_sink(settings, producer), scope=scope)
+        # The retry of parked events runs beside the loop, never inside it (a pass awaits the
+        # database chunk by chunk while the runner keeps fetching and committing).
+        retrying = asyncio.create_task(retry.run(stop), name="pending-retry")
+        try:
+            await runner.run(stop)
+        finally:
+            stop.set()
+            await _finish(retrying, settings.shutdown_deadline_s)
         log.info("stopped")
         return 0
     finally:
@@ -96,6 +105,15 @@ async def _serve(
         await pool.close()
         if health is not None:
             await health.stop()
+
+
+async def _finish(task: asyncio.Task[None], deadline_s: float) -> None:
+    """Let a pass in flight end at its next chunk; past the deadline, cancel it (its open
+    chunk rolls back and is retried by the next pass)."""
+    try:
+        await asyncio.wait_for(task, deadline_s)
+    except TimeoutError:
+        log.warning("pending retry abandoned at shutdown")
 
 
 def readiness_probe(runner: Runner, pool: asyncpg.Pool) -> Callable[[], Awaitable[dict[str, bool]]]:

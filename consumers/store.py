@@ -85,34 +85,57 @@ async def release_inbox(
     await _delete_keys(conn, RELEASE_INBOX, keys, scope)
 
 
+# waits_for travels as one JSON array per row (unnest cannot take ragged arrays of arrays).
 PARK_PENDING = """
-INSERT INTO ingest_pending
-    (source, event_id, event_type, event_time, partition_key, payload, reason)
-SELECT s, i, t, tm, k, p::jsonb, r
+INSERT INTO ingest_pending AS p
+    (source, event_id, event_type, event_time, partition_key, payload, reason, waits_for,
+     next_attempt_at)
+SELECT s, i, t, tm, k, pl::jsonb, r,
+       ARRAY(SELECT jsonb_array_elements_text(w::jsonb)),
+       now() + make_interval(secs => $9)
 FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
-            $7::text[]) AS x(s, i, t, tm, k, p, r)
+            $7::text[], $8::text[]) AS x(s, i, t, tm, k, pl, r, w)
 ON CONFLICT (source, event_id) DO UPDATE
 SET reason = EXCLUDED.reason,
-    attempts = ingest_pending.attempts + 1,
-    last_attempt_at = now()
+    waits_for = EXCLUDED.waits_for,
+    attempts = p.attempts + 1,
+    last_attempt_at = now(),
+    next_attempt_at = now() + make_interval(
+        secs => least($9 * power(2, least(p.attempts + 1, 30)), $10))
 """
+
+# Capped exponential backoff of a parked event: BACKOFF_BASE_S * 2**attempts, at most
+# PENDING_BACKOFF_MAX_S (the settings field pending_backoff_max_s).
+BACKOFF_BASE_S = 60.0
+BACKOFF_MAX_S = 6 * 3600.0
+
+Parked = tuple[Event, str, Sequence[str]]  # event, reason, the keys it waits for
 
 
 async def park_pending(
-    conn: asyncpg.Connection, parked: Sequence[tuple[Event, str]], scope: str = ""
+    conn: asyncpg.Connection,
+    parked: Sequence[Parked],
+    scope: str = "",
+    *,
+    base_s: float = BACKOFF_BASE_S,
+    max_s: float = BACKOFF_MAX_S,
 ) -> None:
-    """Park events whose target row does not exist yet; a second park counts an attempt."""
+    """Park events whose target row does not exist yet, due for a retry after ``base_s``;
+    a second park counts an attempt and doubles the delay, up to ``max_s``."""
     if not parked:
         return
     await conn.execute(
         PARK_PENDING,
-        [stored_source(e.source, scope) for e, _ in parked],
-        [e.id for e, _ in parked],
-        [e.type for e, _ in parked],
-        [e.time for e, _ in parked],
-        [e.partition_key for e, _ in parked],
-        [dumps(e.data) for e, _ in parked],
-        [reason for _, reason in parked],
+        [stored_source(e.source, scope) for e, _, _ in parked],
+        [e.id for e, _, _ in parked],
+        [e.type for e, _, _ in parked],
+        [e.time for e, _, _ in parked],
+        [e.partition_key for e, _, _ in parked],
+        [dumps(e.data) for e, _, _ in parked],
+        [reason for _, reason, _ in parked],
+        [dumps(list(keys)) for _, _, keys in parked],
+        base_s,
+        max_s,
     )
 
 
@@ -144,32 +167,38 @@ class PendingRow:
     reason: str
     attempts: int
     origin: Position | None  # where the event was first read, from the inbox
+    next_attempt_at: datetime | None = None
 
 
+# Parked events due for a retry (``next_attempt_at`` at or before ``$2``), after the keyset
+# cursor (next_attempt_at, stored source, event_id): an index range scan, never a sort of the
+# whole table.
 SELECT_PENDING = """
 SELECT p.source, p.event_id, p.event_type, p.event_time, p.partition_key,
-       p.payload::text AS payload, p.reason, p.attempts,
+       p.payload::text AS payload, p.reason, p.attempts, p.next_attempt_at,
        i.topic, i.partition, i."offset"
 FROM ingest_pending p
 LEFT JOIN ingest_inbox i ON i.source = p.source AND i.event_id = p.event_id
-WHERE p.source = ANY($1::text[])
-  AND (p.event_time, p.source, p.event_id) > ($2::timestamptz, $3::text, $4::text)
-ORDER BY p.event_time, p.source, p.event_id
-LIMIT $5
+WHERE p.next_attempt_at <= $2::timestamptz
+  AND (p.next_attempt_at, p.source, p.event_id) > ($3::timestamptz, $4::text, $5::text)
+  AND p.source = ANY($1::text[])
+ORDER BY p.next_attempt_at, p.source, p.event_id
+LIMIT $6
 """
 
 
 async def select_pending(
     conn: asyncpg.Connection,
     sources: Iterable[str],
+    due: datetime,
     after: tuple[datetime, str, str],
     limit: int,
     scope: str = "",
 ) -> list[PendingRow]:
-    """Pending events in provider-time order, after the keyset cursor ``after``
-    (event_time, stored source, event_id)."""
+    """Pending events due at ``due``, in ``next_attempt_at`` order, after the keyset cursor
+    ``after`` (next_attempt_at, stored source, event_id)."""
     rows = await conn.fetch(
-        SELECT_PENDING, [stored_source(s, scope) for s in sources], *after, limit
+        SELECT_PENDING, [stored_source(s, scope) for s in sources], due, *after, limit
     )
     return [_pending_row(r, scope) for r in rows]
 
@@ -186,7 +215,7 @@ def _pending_row(row: asyncpg.Record, scope: str) -> PendingRow:
         partition_key=row["partition_key"],
         data=orjson.loads(row["payload"]),
     )
-    return PendingRow(event, row["reason"], row["attempts"], origin)
+    return PendingRow(event, row["reason"], row["attempts"], origin, row["next_attempt_at"])
 
 
 LOCK_PENDING = """

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -49,6 +49,9 @@ class Outcome(enum.Enum):
 class Result:
     outcome: Outcome
     reason: str | None = None
+    # PENDING only: the 'kind:value' keys whose insert can make the event apply
+    # (consumers.waits); a parked event is retried when one of them appears.
+    waits_for: tuple[str, ...] = field(default=(), compare=False)
 
 
 APPLIED = Result(Outcome.APPLIED)
@@ -58,8 +61,8 @@ def skipped(reason: str) -> Result:
     return Result(Outcome.SKIPPED, reason)
 
 
-def pending(reason: str) -> Result:
-    return Result(Outcome.PENDING, reason)
+def pending(reason: str, *waits_for: str) -> Result:
+    return Result(Outcome.PENDING, reason, waits_for)
 
 
 @dataclass(frozen=True, slots=True)

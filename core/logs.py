@@ -46,5 +46,9 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # aiokafka logs every reconnect attempt at ERROR; our own messages say what matters.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL if level != "DEBUG" else "DEBUG")
+    # aiokafka's warnings matter (a member evicted for exceeding max_poll_interval_ms, a
+    # rebalance, a commit refused), so WARNING and up reach the logs. Its reconnect loop logs
+    # each failed attempt at ERROR from aiokafka.conn, one line per attempt: that logger stays
+    # quieter, and our own "fetch failed; retrying" / outage messages say the broker is away.
+    logging.getLogger("aiokafka").setLevel(logging.WARNING if level != "DEBUG" else "DEBUG")
+    logging.getLogger("aiokafka.conn").setLevel(logging.CRITICAL if level != "DEBUG" else "DEBUG")

@@ -69,11 +69,17 @@ class Settings:
     consumer_batch_max: int = 500
     consumer_batch_wait_ms: int = 200
     pending_retry_interval_s: float = 60.0
+    pending_max_age_days: float = 30.0
+    pending_backoff_max_s: float = 6 * 3600.0
+    pending_pass_max_rows: int = 5_000
+    pending_pass_max_s: float = 10.0
     poison_max_share: float = 0.5
     shutdown_deadline_s: float = 20.0
     consumer_metrics_port: int = 9100
     dlq_max_replays: int = 3
     inbox_retention_days: int = 30
+    skipped_retention_days: int = 90
+    dead_letter_retention_days: int = 90
     db_pool_max: int = 10
 
     log_level: str = "INFO"
@@ -172,11 +178,17 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "CONSUMER_BATCH_MAX": ("consumer_batch_max", lambda n, v: _int(n, v, 1)),
     "CONSUMER_BATCH_WAIT_MS": ("consumer_batch_wait_ms", _int),
     "PENDING_RETRY_INTERVAL_S": ("pending_retry_interval_s", _float),
+    "PENDING_MAX_AGE_DAYS": ("pending_max_age_days", _float),
+    "PENDING_BACKOFF_MAX_S": ("pending_backoff_max_s", _float),
+    "PENDING_PASS_MAX_ROWS": ("pending_pass_max_rows", lambda n, v: _int(n, v, 1)),
+    "PENDING_PASS_MAX_S": ("pending_pass_max_s", _float),
     "POISON_MAX_SHARE": ("poison_max_share", _float),
     "SHUTDOWN_DEADLINE_S": ("shutdown_deadline_s", _float),
     "CONSUMER_METRICS_PORT": ("consumer_metrics_port", _int),
     "DLQ_MAX_REPLAYS": ("dlq_max_replays", _int),
     "INBOX_RETENTION_DAYS": ("inbox_retention_days", lambda n, v: _int(n, v, 1)),
+    "SKIPPED_RETENTION_DAYS": ("skipped_retention_days", lambda n, v: _int(n, v, 1)),
+    "DEAD_LETTER_RETENTION_DAYS": ("dead_letter_retention_days", lambda n, v: _int(n, v, 1)),
     "DB_POOL_MAX": ("db_pool_max", lambda n, v: _int(n, v, 1)),
     "LOG_LEVEL": ("log_level", lambda n, v: v.strip().upper()),
     "MIGRATIONS_DIR": ("migrations_dir", lambda n, v: _text(v)),

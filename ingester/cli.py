@@ -115,13 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
     pending_verbs.add_parser("list", help="counts by reason and the oldest").set_defaults(
         run=_pending_list
     )
-    pending_verbs.add_parser(
-        "retry", help="apply every pending event that can apply now"
-    ).set_defaults(run=_pending_retry)
+    retry = pending_verbs.add_parser("retry", help="apply every pending event that can apply now")
+    retry.set_defaults(run=_pending_retry)
+    retry.add_argument(
+        "--expired", action="store_true", help="first put the expired events back in the table"
+    )
 
     inbox = verbs.add_parser("inbox", help="the processed-event inbox")
     inbox_verbs = inbox.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    prune = inbox_verbs.add_parser("prune", help="forget events older than the topic retention")
+    prune = inbox_verbs.add_parser(
+        "prune", help="forget events older than the topic retention; age out skipped and dead"
+    )
     prune.set_defaults(run=_inbox_prune)
     prune.add_argument(
         "--older-than-days",
@@ -214,7 +218,7 @@ def _pending_list(args: argparse.Namespace, settings: Settings) -> int:
 def _pending_retry(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.cli import pending_retry
 
-    return asyncio.run(pending_retry(settings))
+    return asyncio.run(pending_retry(settings, expired=args.expired))
 
 
 def _inbox_prune(args: argparse.Namespace, settings: Settings) -> int:

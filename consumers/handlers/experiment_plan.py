@@ -19,6 +19,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from consumers import waits
 from consumers.types import APPLIED, Result, pending, skipped
 
 Key = tuple[uuid.UUID, uuid.UUID]  # (user_profiles.id, experiments.id)
@@ -39,13 +40,21 @@ class Experiment:
     variants: Mapping[str, uuid.UUID] = field(default_factory=dict)
 
     def refusal(self, at: datetime) -> Result | None:
-        """Why an event at ``at`` must not count for this experiment, or None if it counts."""
-        if not self.is_active:
-            return skipped("experiment inactive")
-        if self.status in ENDED_STATUSES or (self.ended_at is not None and self.ended_at <= at):
-            return skipped("experiment ended")
+        """Why an event at ``at`` must not count for this experiment, or None if it counts.
+
+        The event's time against ``started_at`` / ``ended_at`` decides, not the status the
+        experiment has today: an experiment completed since still counts the events that
+        happened while it ran (late deliveries, parked events retried). Status and
+        ``is_active`` decide only when no end time says when it stopped.
+        """
         if self.started_at is not None and at < self.started_at:
             return skipped("experiment not started")
+        if self.ended_at is not None:
+            return skipped("experiment ended") if self.ended_at <= at else None
+        if self.status in ENDED_STATUSES:
+            return skipped("experiment ended")
+        if not self.is_active:
+            return skipped("experiment inactive")
         return None
 
 
@@ -173,10 +182,10 @@ class Batch:
         key = (conversion.user_id, conversion.experiment_id)
         part = self._state.get(key)
         if part is None:
-            return pending("no participation")
+            return pending("no participation", waits.participation(*key))
         if conversion.at < part.first_exposure_date:
             # An earlier impression may still arrive; until then nothing to attribute it to.
-            return pending("conversion before first exposure")
+            return pending("conversion before first exposure", waits.participation(*key))
         seconds = int((conversion.at - part.first_exposure_date).total_seconds())
         within = seconds <= conversion.window_days * SECONDS_PER_DAY
         previous = part.first_conversion_date

@@ -5,6 +5,7 @@ Each read covers the whole consumer batch (``= ANY`` / ``unnest`` of parallel ar
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
 
@@ -37,6 +38,18 @@ JOIN unnest($1::uuid[], $2::uuid[]) AS k(user_id, experiment_id)
 ORDER BY p.user_id, p.experiment_id
 FOR UPDATE OF p
 """
+
+
+# Transaction-scoped advisory locks, one per (user, experiment), taken in the order given.
+LOCK_PARTICIPATION_KEYS = """
+SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::int8[]) WITH ORDINALITY AS t(k, n)
+"""
+
+
+def participation_lock_id(key: Key) -> int:
+    """A stable signed 64-bit advisory lock id for one participation key."""
+    digest = hashlib.blake2b(key[0].bytes + key[1].bytes, digest_size=8, person=b"ingest-part")
+    return int.from_bytes(digest.digest(), "big", signed=True)
 
 
 def participation_of(row: asyncpg.Record) -> Participation:
@@ -88,6 +101,14 @@ async def load_known(
     for row in rows:
         known[row["kind"]].add(row["id"])
     return known
+
+
+async def lock_participation_keys(conn: asyncpg.Connection, keys: Iterable[Key]) -> None:
+    """Hold each key's advisory lock until the transaction ends, taken in ascending lock id
+    order (the same order in every transaction, so two of them cannot deadlock)."""
+    ids = sorted({participation_lock_id(k) for k in keys})
+    if ids:
+        await conn.fetchval(LOCK_PARTICIPATION_KEYS, ids)
 
 
 async def lock_participations(conn: asyncpg.Connection, keys: Iterable[Key]) -> list[Participation]:

@@ -123,6 +123,36 @@ WHERE c.user_id = d.user_id AND c.experiment_id = d.experiment_id
   AND c.is_first_conversion_for_experiment AND c.id <> d.keep_id
 """
 
+# An impression earlier than the stored first exposure moved it back: every conversion of
+# that participation is now later after exposure, so its time_to_convert, its attribution
+# hours and the participation's conversion_within_window are computed again.
+RECOMPUTE_CONVERSIONS = """
+WITH parts AS (
+    SELECT p.user_id, p.experiment_id, p.first_exposure_date
+    FROM user_experiment_participation AS p
+    JOIN unnest($1::uuid[], $2::uuid[]) AS k(user_id, experiment_id)
+      ON p.user_id = k.user_id AND p.experiment_id = k.experiment_id
+), moved AS (
+    UPDATE conversions AS c
+    SET original_exposure_date = parts.first_exposure_date,
+        time_to_convert = extract(epoch FROM c.created_at - parts.first_exposure_date)::int4
+    FROM parts
+    WHERE c.user_id = parts.user_id AND c.experiment_id = parts.experiment_id
+    RETURNING c.id, c.user_id, c.experiment_id, c.time_to_convert,
+              c.time_to_convert <= coalesce(c.conversion_window_days, 30) * 86400 AS within
+), hours AS (
+    UPDATE conversion_attribution AS a
+    SET time_to_conversion_hours = moved.time_to_convert / 3600
+    FROM moved
+    WHERE a.conversion_id = moved.id
+    RETURNING a.id
+)
+UPDATE user_experiment_participation AS p
+SET conversion_within_window = w.within, updated_at = now()
+FROM (SELECT user_id, experiment_id, bool_or(within) AS within FROM moved GROUP BY 1, 2) AS w
+WHERE p.user_id = w.user_id AND p.experiment_id = w.experiment_id
+"""
+
 
 def _param(value: Any, cast: str) -> Any:
     if value is None:
@@ -213,5 +243,6 @@ async def write(conn: asyncpg.Connection, batch: Batch) -> None:
         await conn.executemany(UPSERT_PARTICIPATIONS, [participation_args(p) for p in touched])
     if batch.first_impression_moved:
         await conn.execute(CLEAR_FIRST_EXPOSURE, *_moved(batch.first_impression_moved))
+        await conn.execute(RECOMPUTE_CONVERSIONS, *_moved(batch.first_impression_moved)[:2])
     if batch.first_conversion_moved:
         await conn.execute(CLEAR_FIRST_CONVERSION, *_moved(batch.first_conversion_moved))

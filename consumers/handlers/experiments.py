@@ -21,9 +21,15 @@ from typing import Any
 
 import asyncpg
 
+from consumers import waits
 from consumers.handlers.experiment_items import Item, parse_item
 from consumers.handlers.experiment_plan import Batch, Conversion, Experiment
-from consumers.handlers.experiment_reads import load_experiments, load_known, lock_participations
+from consumers.handlers.experiment_reads import (
+    load_experiments,
+    load_known,
+    lock_participation_keys,
+    lock_participations,
+)
 from consumers.handlers.experiment_store import write
 from consumers.types import APPLIED, Context, Event, Result, pending
 from contract.records import SOURCE_APP
@@ -52,6 +58,10 @@ class ExperimentsHandler:
             for item in items
             if item.experiment in experiments
         ]
+        # Serialise on the keys before reading them: two transactions creating the same first
+        # participation would otherwise both plan it (two first exposures, or an impression
+        # counted under the other's variant).
+        await lock_participation_keys(conn, keys)
         batch = Batch(await lock_participations(conn, keys))
         planner = _Planner(batch, experiments, known)
         results = [planner.plan(item) for item in items]
@@ -76,15 +86,15 @@ class _Planner:
             return APPLIED  # already recorded by an earlier delivery: nothing to change
         experiment = self._experiments.get(item.experiment)
         if experiment is None:
-            return pending("unknown experiment")
+            return pending("unknown experiment", waits.key(waits.EXPERIMENT, item.experiment))
         refusal = experiment.refusal(item.at)
         if refusal is not None:
             return refusal
         variant_id = experiment.variants.get(item.variant)
         if variant_id is None:
-            return pending("unknown variant")
+            return pending("unknown variant", waits.key(waits.EXPERIMENT, item.experiment))
         if item.user_id not in self._users:
-            return pending("unknown user")
+            return pending("unknown user", waits.key(waits.PROFILE_ID, item.user_id))
         key = (item.user_id, experiment.id)
         if item.kind == "impression":
             result = self._batch.impression(item.id, key, variant_id, item.at, item.columns)

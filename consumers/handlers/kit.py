@@ -15,6 +15,7 @@ from uuid import UUID
 
 import asyncpg
 
+from consumers import waits
 from consumers.handlers.kit_events import parse_kit
 from consumers.types import APPLIED, Context, Event, Result, pending
 from contract.records import SOURCE_KIT
@@ -74,7 +75,7 @@ class KitHandler:
         for event, change in zip(events, changes, strict=True):
             profiles = by_email.get(change.email)
             if not profiles:
-                results.append(pending(UNKNOWN_EMAIL))
+                results.append(pending(UNKNOWN_EMAIL, waits.key(waits.PROFILE_EMAIL, change.email)))
                 continue
             version = (event.time, event.id)
             for profile in profiles:

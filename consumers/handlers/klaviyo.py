@@ -19,6 +19,7 @@ from datetime import datetime
 
 import asyncpg
 
+from consumers import waits
 from consumers.handlers import klaviyo_store as db
 from consumers.handlers.environment import property_mismatch
 from consumers.handlers.klaviyo_events import (
@@ -92,7 +93,7 @@ class _Batch:
             user_id = self._user_of(flow)
             target = self.by_user.get(user_id) if user_id is not None else None
         if target is None and user_id is None:
-            return pending(UNKNOWN_USER)
+            return pending(UNKNOWN_USER, *_user_keys(flow))
         versions = [self.profile_versions.get(flow.klaviyo_id)]
         if target is not None:
             versions.append(self.profile_versions.get(target.klaviyo_id))
@@ -137,7 +138,7 @@ class _Batch:
     def apply_consent(self, event: Event, consent: Consent) -> Result:
         profile = self.by_klaviyo_id.get(consent.profile_id)
         if profile is None:
-            return pending(UNKNOWN_PROFILE)
+            return pending(UNKNOWN_PROFILE, waits.key(waits.KLAVIYO_ID, consent.profile_id))
         reason = property_mismatch(profile.environment, self.ctx.environment, "profile environment")
         if reason is not None:
             return skipped(reason)
@@ -153,6 +154,15 @@ class _Batch:
         await db.write_profiles(conn, self.by_user.values(), now)
         await db.write_versions(conn, self.new_profile_versions)
         await db.write_settings(conn, self.settings, self.setting_versions)
+
+
+def _user_keys(flow: FlowProfile) -> list[str]:
+    keys = [waits.key(waits.KLAVIYO_ID, flow.klaviyo_id)]
+    if flow.external_id:
+        keys.append(waits.key(waits.USER_UID, flow.external_id))
+    if flow.email:
+        keys.append(waits.key(waits.USER_EMAIL, flow.email))
+    return keys
 
 
 class KlaviyoHandler:

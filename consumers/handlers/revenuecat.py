@@ -15,10 +15,11 @@ from typing import Any
 
 import asyncpg
 
+from consumers import store, waits
 from consumers.errors import PoisonError
 from consumers.handlers import attributes
 from consumers.handlers.environment import revenuecat_mismatch
-from consumers.handlers.purchases import record_purchases
+from consumers.handlers.purchases import is_work, record_purchases, work_event
 from consumers.types import APPLIED, Context, Event, Outcome, Result, pending, skipped
 from contract.records import SOURCE_REVENUECAT
 
@@ -90,13 +91,17 @@ class RevenueCatHandler:
 
         results: list[Result] = []
         for event, payload in zip(events, payloads, strict=True):
+            if is_work(event):
+                results.append(APPLIED)  # parked purchase work: only its conversions below
+                continue
             reason = revenuecat_mismatch(payload, ctx.environment)
             if reason is not None:
                 results.append(skipped(reason))
                 continue
             matched = {id(s): s for i in identifiers(payload) if (s := by_rc_id.get(i))}
             if not matched:
-                results.append(pending(UNKNOWN_ID))
+                keys = (waits.key(waits.REVENUECAT_ID, i) for i in identifiers(payload))
+                results.append(pending(UNKNOWN_ID, *keys))
                 continue
             event_ms = event.time.timestamp() * 1000.0
             for state in matched.values():
@@ -116,6 +121,15 @@ class RevenueCatHandler:
                 [checked_at] * len(touched),
             )
         applied = [e for e, r in zip(events, results, strict=True) if r.outcome is Outcome.APPLIED]
-        if applied:
-            await record_purchases(conn, applied, ctx)
-        return results
+        purchases = await record_purchases(conn, applied, ctx) if applied else {}
+        # Parked work waits again as itself; a live purchase parks its work as a new event.
+        work = [
+            (work_event(e), r.reason or "", r.waits_for)
+            for e in applied
+            if not is_work(e) and (r := purchases.get(e.id, APPLIED)).outcome is Outcome.PENDING
+        ]
+        await store.park_pending(conn, work)
+        return [
+            purchases.get(e.id, r) if is_work(e) else r
+            for e, r in zip(events, results, strict=True)
+        ]

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from consumers.registry import build_handlers, topics_for
+from consumers.retry_task import RetryTask, dlq_sink
 from consumers.runner import Runner
 from core.kafka import make_consumer, make_producer
 from core.settings import Settings
@@ -126,7 +127,9 @@ async def test_events_and_purchase_through_the_runner(
     ]
 
     launch = await create_experiment(pool, "launch", variants=("a", "b"))
-    report = await runner.retry_pending()
+    report = await RetryTask(
+        runner.settings, pool, runner.handlers, dlq_sink(runner.settings, runner.producer)
+    ).retry.run()
     assert report.total("applied") == 1
     assert await pool.fetchval("SELECT count(*) FROM ingest_pending") == 0
     variant = await pool.fetchval(
