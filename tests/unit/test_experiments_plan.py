@@ -171,6 +171,21 @@ def experiment(**fields: object) -> Experiment:
         pytest.param({"ended_at": h(1)}, None, id="ends later"),
         pytest.param({"started_at": h(1)}, skipped("experiment not started"), id="starts later"),
         pytest.param({"started_at": h(0)}, None, id="starts at event time"),
+        pytest.param(
+            {"status": "completed", "is_active": False, "ended_at": h(1)},
+            None,
+            id="completed since: the event happened while it ran",
+        ),
+        pytest.param(
+            {"status": "completed", "ended_at": h(0)},
+            skipped("experiment ended"),
+            id="completed: the event came at its end",
+        ),
+        pytest.param(
+            {"status": "completed", "started_at": h(1), "ended_at": h(2)},
+            skipped("experiment not started"),
+            id="completed: the event came before it started",
+        ),
     ],
 )
 def test_experiment_refusal(fields: dict[str, object], result: Result | None) -> None:
