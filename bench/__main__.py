@@ -16,11 +16,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import consumer_bench, figures, ingest_bench, report
+from bench import consumer_bench, figures, ingest_bench, parked_bench, report
 from bench.procs import REPO, Cleanup
 
 DEFAULT_OUTPUT = REPO / "bench" / "results" / "latest.json"
-PARTS = ("ingest", "consume")
+PARTS = ("ingest", "consume", "parked")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--pool", type=int, help="distinct signed requests per scenario (1000)")
     parser.add_argument("--events", type=int, help="events per consumer source (20000)")
     parser.add_argument("--users", type=int, default=2000, help="seeded user profiles")
+    parser.add_argument("--parked", type=int, help="parked rows for the parked benchmark (500000)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results")
     return parser
 
@@ -78,6 +79,18 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> dict[str, Any]:
         results["options_consume"] = _fields(options)
         log("benchmark 2: consumer apply")
         results["consume"] = consumer_bench.run(cleanup, options, log)
+        cleanup.close()
+    if args.only in (None, "parked"):
+        parked = parked_bench.ParkedOptions(
+            parked=_pick(args.parked, 500_000, 50_000, args.quick),
+            events=_pick(args.events, 10_000, 2_000, args.quick),
+            users=args.users,
+            ready=(0, 1_000, 10_000) if not args.quick else (0, 100, 1_000),
+            timeout=300,
+        )
+        results["options_parked"] = _fields(parked)
+        log("benchmark 3: parked events")
+        results["parked"] = parked_bench.run(cleanup, parked, log)
     return results
 
 

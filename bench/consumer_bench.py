@@ -140,9 +140,11 @@ async def consume_source(
     source: Source,
     postgres: EmbeddedPostgres,
     timeout: float,
+    database: str = DATABASES[0],
 ) -> dict[str, Any]:
-    """Run the consumer for one stream until every record is in the inbox."""
-    conn = await asyncpg.connect(database_dsn(postgres, DATABASES[0]))
+    """Run the consumer for one stream until every record is in the inbox of ``database``
+    (the one ``env``'s DATABASE_URL names)."""
+    conn = await asyncpg.connect(database_dsn(postgres, database))
     pg_cpu = CpuMeter(lambda: postmaster(postgres.data_dir))
     expected = len(source.records)
     count_sql = "SELECT count(*) FROM ingest_inbox WHERE source = $1"

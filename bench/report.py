@@ -140,6 +140,14 @@ def render(results: dict[str, Any]) -> str:
             "== consumer apply (batched runtime vs one statement per row) ==",
             consume_table(results["consume"]),
         ]
+    if "parked" in results:
+        from bench.parked_bench import text
+
+        parts += [
+            "",
+            "== parked events (live rate, retry pass, pending list) ==",
+            text(results["parked"]),
+        ]
     return "\n".join(parts)
 
 

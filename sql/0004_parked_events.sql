@@ -9,7 +9,10 @@ ALTER TABLE ingest_pending
     ADD COLUMN waits_for text[] NOT NULL DEFAULT '{}',
     ADD COLUMN next_attempt_at timestamptz NOT NULL DEFAULT now();
 
-CREATE INDEX ingest_pending_waits_for_idx ON ingest_pending USING gin (waits_for);
+-- fastupdate off: the wake-up triggers look keys up on every insert into a target table, and
+-- a GIN pending list would make each lookup scan it (up to gin_pending_list_limit).
+CREATE INDEX ingest_pending_waits_for_idx ON ingest_pending USING gin (waits_for)
+    WITH (fastupdate = off);
 CREATE INDEX ingest_pending_next_attempt_idx ON ingest_pending (next_attempt_at, source, event_id);
 
 -- Keys inserted into a target table that some parked row waits for. Insert-only, so the
