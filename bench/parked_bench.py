@@ -56,8 +56,8 @@ class ParkedOptions:
     events: int  # live events per source
     users: int
     ready: tuple[int, ...]  # rows made ready before each timed pass
-    rounds: int = 2  # live runs per database and source, interleaved
     timeout: float
+    rounds: int = 2  # live runs per database and source, interleaved
 
 
 def template(start: datetime) -> tuple[str, str, str]:
