@@ -40,15 +40,42 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(payload, default=str).decode()
 
 
+class Repeats(logging.Filter):
+    """Lets one record through per (logger, message template) every ``window_s`` seconds for
+    the loggers under ``prefix``; the next one let through says how many were dropped
+    (``suppressed_repeats``). aiokafka logs every failed reconnect attempt, a line per
+    attempt while a broker is away; this keeps one a window."""
+
+    def __init__(self, prefix: str = "aiokafka", window_s: float = 30.0) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.window_s = window_s
+        self._last: dict[tuple[str, object], float] = {}
+        self._dropped: dict[tuple[str, object], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefix):
+            return True
+        key = (record.name, record.msg)
+        last = self._last.get(key)
+        if last is not None and record.created - last < self.window_s:
+            self._dropped[key] = self._dropped.get(key, 0) + 1
+            return False
+        self._last[key] = record.created
+        dropped = self._dropped.pop(key, 0)
+        if dropped:
+            record.suppressed_repeats = dropped
+        return True
+
+
 def configure(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(Repeats())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # aiokafka's warnings matter (a member evicted for exceeding max_poll_interval_ms, a
-    # rebalance, a commit refused), so WARNING and up reach the logs. Its reconnect loop logs
-    # each failed attempt at ERROR from aiokafka.conn, one line per attempt: that logger stays
-    # quieter, and our own "fetch failed; retrying" / outage messages say the broker is away.
+    # aiokafka's warnings matter (a member leaving the group after max_poll_interval_ms, a
+    # failed heartbeat or rebalance, a refused commit): WARNING and up reach the logs, its
+    # repeated reconnect errors once per 30 s (Repeats).
     logging.getLogger("aiokafka").setLevel(logging.WARNING if level != "DEBUG" else "DEBUG")
-    logging.getLogger("aiokafka.conn").setLevel(logging.CRITICAL if level != "DEBUG" else "DEBUG")
