@@ -20,6 +20,24 @@ def test_defaults_match_the_spec() -> None:
     assert settings.produce_timeout_s == 4
     assert settings.port == 8000
     assert settings.revenuecat_authorization is None
+    assert settings.pending_max_age_days == 30
+
+
+def test_parked_event_and_retention_settings_are_read() -> None:
+    settings = from_mapping(
+        {
+            "PENDING_MAX_AGE_DAYS": "7",
+            "PENDING_BACKOFF_MAX_S": "600",
+            "PENDING_PASS_MAX_ROWS": "100",
+            "PENDING_PASS_MAX_S": "2.5",
+            "SKIPPED_RETENTION_DAYS": "14",
+            "DEAD_LETTER_RETENTION_DAYS": "21",
+        }
+    )
+
+    assert (settings.pending_max_age_days, settings.pending_backoff_max_s) == (7, 600)
+    assert (settings.pending_pass_max_rows, settings.pending_pass_max_s) == (100, 2.5)
+    assert (settings.skipped_retention_days, settings.dead_letter_retention_days) == (14, 21)
 
 
 def test_kit_secrets_are_a_comma_list_for_rotation() -> None:
