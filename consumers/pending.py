@@ -105,7 +105,6 @@ def as_raw(row: store.PendingRow, topic_prefix: str) -> RawRecord:
 
 
 DeadLetterSink = Callable[[Sequence[DeadLetter]], Awaitable[None]]
-_FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,10 +174,11 @@ class PendingRetry:
         total = RetryReport()
         async with db.transaction(self._pool) as conn:
             woken = await parked.wake(conn, budget.wakes)
+            # The database's clock, not ours: woken rows are due at its now().
+            due: datetime = await conn.fetchval("SELECT clock_timestamp()")
         total.woken = woken.rows
         if expire:
             total.add(await self._expire(budget.expire))
-        due = datetime.now(UTC)
         cursor: tuple[datetime, str, str] = _START
         done = 0
         while True:

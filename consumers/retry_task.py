@@ -93,7 +93,9 @@ class RetryTask:
             if self.before_pass is not None:
                 await self.before_pass()
             report = await self.retry.run_pass(self.budget, stop=stop)
-            await refresh_gauges(self.pool)
+            if not report.more:
+                # Once the backlog is drained, not after every pass of a drain.
+                await refresh_gauges(self.pool)
         except Exception as exc:
             if classify(exc) is not Failure.RETRYABLE:
                 log.exception("pending retry pass failed")

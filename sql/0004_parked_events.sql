@@ -13,6 +13,10 @@ ALTER TABLE ingest_pending
 -- a GIN pending list would make each lookup scan it (up to gin_pending_list_limit).
 CREATE INDEX ingest_pending_waits_for_idx ON ingest_pending USING gin (waits_for)
     WITH (fastupdate = off);
+-- `pending list` and the gauges count by reason with the oldest of each: an index-only scan.
+DROP INDEX ingest_pending_reason_idx;
+CREATE INDEX ingest_pending_reason_parked_at_idx ON ingest_pending (reason, parked_at);
+
 CREATE INDEX ingest_pending_next_attempt_idx ON ingest_pending (next_attempt_at, source, event_id);
 
 -- Keys inserted into a target table that some parked row waits for. Insert-only, so the

@@ -125,8 +125,11 @@ INDEXES = [
     ),
     ("users", "USING btree (lower(email))"),
     ("user_profiles", "USING btree (lower(email))"),
-    ("ingest_pending", "USING btree (reason)"),
+    ("ingest_pending", "USING btree (reason, parked_at)"),
     ("ingest_pending", "USING btree (parked_at)"),
+    ("ingest_pending", "USING gin (waits_for) WITH (fastupdate=off)"),
+    ("ingest_pending", "USING btree (next_attempt_at, source, event_id)"),
+    ("ingest_skipped", "USING btree (skipped_at)"),
     ("ingest_dead_letters", "USING btree (dead_at)"),
 ]
 
