@@ -83,7 +83,7 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> dict[str, Any]:
     if args.only in (None, "parked"):
         parked = parked_bench.ParkedOptions(
             parked=_pick(args.parked, 500_000, 50_000, args.quick),
-            events=_pick(args.events, 10_000, 2_000, args.quick),
+            events=_pick(args.events, 20_000, 2_000, args.quick),
             users=args.users,
             ready=(0, 1_000, 10_000) if not args.quick else (0, 100, 1_000),
             timeout=300,
