@@ -85,6 +85,13 @@ BOOKKEEPING: Expected = {
         ("attempts", "integer", NN, "0"),
         ("parked_at", "timestamp with time zone", NN, "now()"),
         ("last_attempt_at", "timestamp with time zone", NULL, None),
+        ("waits_for", "ARRAY", NN, "'{}'::text[]"),
+        ("next_attempt_at", "timestamp with time zone", NN, "now()"),
+    ),
+    "ingest_pending_wakes": (
+        ("id", "bigint", NN, None),
+        ("key", "text", NN, None),
+        ("woken_at", "timestamp with time zone", NN, "now()"),
     ),
     "ingest_skipped": (
         ("source", "text", NN, None),
@@ -93,6 +100,8 @@ BOOKKEEPING: Expected = {
         ("event_time", "timestamp with time zone", NN, None),
         ("reason", "text", NN, None),
         ("skipped_at", "timestamp with time zone", NN, "now()"),
+        ("partition_key", "text", NULL, None),
+        ("payload", "jsonb", NULL, None),
     ),
     "ingest_dead_letters": (
         ("id", "bigint", NN, None),
@@ -171,6 +180,7 @@ async def test_integer_keys_are_identities(pool: asyncpg.Pool) -> None:
 
     assert sorted(tuple(r) for r in rows) == [
         ("ingest_dead_letters", "id", "BY DEFAULT"),
+        ("ingest_pending_wakes", "id", "BY DEFAULT"),
         ("user_klaviyo_profiles", "id", "BY DEFAULT"),
         ("user_notification_settings", "id", "BY DEFAULT"),
         ("user_revenue_cat_ids", "id", "BY DEFAULT"),
