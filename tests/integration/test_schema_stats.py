@@ -5,65 +5,19 @@ moved profiles, batches and concurrent transactions, and never let it go negativ
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 
 import asyncpg
 import pytest
-from asyncpg.pool import PoolConnectionProxy
 
-Counts = dict[tuple[str, bool], int]
-
-UPSERT_PROFILE = """
-INSERT INTO user_klaviyo_profiles
-    (uid, klaviyo_id, user_id, email, timezone, environment, created_at, updated_at)
-SELECT 'ukp_' || u.id, 'K' || u.id, u.id, u.email, 'UTC', 'dev', 1, 1
-FROM users AS u WHERE u.id = ANY ($1::integer[])
-ON CONFLICT (klaviyo_id) DO UPDATE SET updated_at = EXCLUDED.updated_at + 1
-"""
-
-UPSERT_SETTINGS = """
-INSERT INTO user_notification_settings (user_id, channel, enabled)
-SELECT * FROM unnest($1::integer[], $2::text[], $3::boolean[])
-ON CONFLICT (user_id, channel) DO UPDATE SET enabled = EXCLUDED.enabled
-"""
-
-TRUTH = """
-SELECT s.channel, s.enabled, count(*) AS users
-FROM user_notification_settings AS s
-JOIN user_klaviyo_profiles AS p ON p.user_id = s.user_id
-GROUP BY s.channel, s.enabled
-"""
-
-Executor = asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy
-
-
-async def make_users(db: Executor, count: int) -> list[int]:
-    rows = await db.fetch(
-        "INSERT INTO users (uid, email) SELECT 'usr_' || n, 'u' || n || '@example.com'"
-        " FROM generate_series(1, $1) AS n RETURNING id",
-        count,
-    )
-    return [r["id"] for r in rows]
-
-
-async def add_profiles(db: Executor, *user_ids: int) -> None:
-    await db.execute(UPSERT_PROFILE, list(user_ids))
-
-
-async def set_settings(db: Executor, settings: Iterable[tuple[int, str, bool]]) -> None:
-    users, channels, enabled = zip(*settings, strict=True)
-    await db.execute(UPSERT_SETTINGS, list(users), list(channels), list(enabled))
-
-
-async def counts(db: Executor) -> Counts:
-    rows = await db.fetch("SELECT channel, enabled, users FROM user_notification_setting_stats")
-    return {(r["channel"], r["enabled"]): r["users"] for r in rows if r["users"]}
-
-
-async def assert_exact(db: Executor, expected: Counts) -> None:
-    truth = {(r["channel"], r["enabled"]): r["users"] for r in await db.fetch(TRUTH)}
-    assert truth == expected, "the scenario itself is wrong"
-    assert await counts(db) == expected
+from tests.integration.stats_helpers import (
+    Executor,
+    add_profiles,
+    assert_exact,
+    make_users,
+    recount,
+    set_settings,
+    wait_until_waiting_on_a_lock,
+)
 
 
 async def test_profile_creation_counts_the_users_settings_once(pool: asyncpg.Pool) -> None:
@@ -151,7 +105,7 @@ async def test_batches_match_the_true_count(pool: asyncpg.Pool) -> None:
     await pool.execute("DELETE FROM user_klaviyo_profiles WHERE user_id % 4 = 0")
     await add_profiles(pool, *users[1::6])
 
-    truth = {(r["channel"], r["enabled"]): r["users"] for r in await pool.fetch(TRUTH)}
+    truth = await recount(pool)
     assert sum(truth.values()) > 0
     await assert_exact(pool, truth)
 
@@ -187,18 +141,6 @@ async def test_concurrent_profile_and_setting_both_count(pool: asyncpg.Pool, fir
         await tx_two.commit()
 
     await assert_exact(pool, {("email", True): 1, ("sms", True): 1})
-
-
-async def wait_until_waiting_on_a_lock(observer: Executor, pid: int) -> None:
-    deadline = asyncio.get_running_loop().time() + 10
-    while asyncio.get_running_loop().time() < deadline:
-        waiting = await observer.fetchval(
-            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid
-        )
-        if waiting:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"backend {pid} never waited on the stats lock")
 
 
 async def test_counts_never_go_negative_silently(pool: asyncpg.Pool) -> None:
