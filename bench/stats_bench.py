@@ -1,6 +1,6 @@
 """Notification-stats contention: Klaviyo-shaped transactions from parallel writers.
 
-``python -m bench.stats_bench [--writers 4] [--transactions 40] [--batch 50]``
+``python -m bench.stats_bench [--writers 4] [--transactions 40] [--batch 50] [--repeat 3]``
 
 Each writer stands for one consumer partition: it commits transactions shaped like a
 Klaviyo batch (create the profiles of ``batch`` users who already have settings, record the
@@ -8,8 +8,9 @@ profile versions, flip one consent of each, record the setting versions, write t
 rows), every writer on its own users. The same load runs against two databases on one
 durable embedded PostgreSQL: one migrated without 0005 (the global advisory lock of 0001)
 and one with it (per-user locks, counters folded at commit), each with one writer and then
-with ``--writers``. Printed: events/s per run and the ratios measured in this run. Not part
-of ``python -m bench``: it measures the database alone, no broker, no consumer process.
+with ``--writers``, ``--repeat`` times interleaved. Printed: every rate, the medians and
+the ratios of the medians measured in this run. Not part of ``python -m bench``: it
+measures the database alone, no broker, no consumer process.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import asyncio
 import json
 import shutil
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ from bench.stats import ratio
 from core.devstack import EmbeddedPostgres
 from core.migrate import default_dir, migrate
 
-# The last migration with the global lock, and the one that replaced it.
+# Migrations up to this one still have the global lock of 0001; 0005 replaced it.
 GLOBAL_LOCK_UNTIL = 4
 
 SEED_USERS = """
@@ -143,20 +145,25 @@ async def run_once(admin: str, base: str, name: str, migrations: Path, load: Loa
     return 2 * load.writers * per_writer / elapsed
 
 
-async def measure(postgres: EmbeddedPostgres, workdir: Path, load: Load) -> dict[str, object]:
+async def measure(
+    postgres: EmbeddedPostgres, workdir: Path, load: Load, repeat: int
+) -> dict[str, object]:
     partial = workdir / "migrations-global-lock"
     partial.mkdir()
     for path in sorted(default_dir().glob("*.sql")):
         if int(path.name.split("_", 1)[0]) <= GLOBAL_LOCK_UNTIL:
             shutil.copy(path, partial / path.name)
     base = f"postgresql://postgres@127.0.0.1:{postgres.port}"
-    rates: dict[str, float] = {}
-    for design, migrations in (("global_lock", partial), ("per_user", default_dir())):
-        for writers in (1, load.writers):
-            key = f"{design}_{writers}w"
-            one = Load(writers, load.transactions, load.batch)
-            rates[key] = round(await run_once(postgres.dsn, base, key, migrations, one), 1)
-            print(f"  {key}: {rates[key]:,.0f} events/s", file=sys.stderr, flush=True)
+    runs: dict[str, list[float]] = {}
+    for round_ in range(repeat):  # interleaved, so a burst of outside load hits every case
+        for design, migrations in (("global_lock", partial), ("per_user", default_dir())):
+            for writers in (1, load.writers):
+                key = f"{design}_{writers}w"
+                one = Load(writers, load.transactions, load.batch)
+                rate = await run_once(postgres.dsn, base, f"{key}_{round_}", migrations, one)
+                runs.setdefault(key, []).append(round(rate, 1))
+                print(f"  {key}: {rate:,.0f} events/s", file=sys.stderr, flush=True)
+    rates = {key: statistics.median(values) for key, values in runs.items()}
     n = load.writers
 
     def ratio2(a: str, b: str) -> float | None:
@@ -165,7 +172,9 @@ async def measure(postgres: EmbeddedPostgres, workdir: Path, load: Load) -> dict
 
     return {
         "load": {"writers": n, "transactions": load.transactions, "batch": load.batch},
-        "events_per_s": rates,
+        "repeat": repeat,
+        "events_per_s": rates,  # medians
+        "runs": runs,
         "scaling_global_lock": ratio2(f"global_lock_{n}w", "global_lock_1w"),
         "scaling_per_user": ratio2(f"per_user_{n}w", "per_user_1w"),
         "per_user_vs_global_lock": ratio2(f"per_user_{n}w", f"global_lock_{n}w"),
@@ -173,13 +182,16 @@ async def measure(postgres: EmbeddedPostgres, workdir: Path, load: Load) -> dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.stats_bench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.stats_bench", description=(__doc__ or "").split("\n")[0]
+    )
     parser.add_argument("--writers", type=int, default=4, help="parallel writers (4)")
     parser.add_argument("--transactions", type=int, default=40, help="per writer (40)")
     parser.add_argument("--batch", type=int, default=50, help="users per transaction (50)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each case; medians (3)")
     args = parser.parse_args(argv)
-    if min(args.writers, args.transactions, args.batch) < 1:
-        print("stats_bench: --writers, --transactions and --batch must be >= 1", file=sys.stderr)
+    if min(args.writers, args.transactions, args.batch, args.repeat) < 1:
+        print("stats_bench: every option must be >= 1", file=sys.stderr)
         return 2
     cleanup = Cleanup()
     try:
@@ -188,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         cleanup.add("stop PostgreSQL", postgres.stop_sync)
         postgres.start_sync()
         result = asyncio.run(
-            measure(postgres, workdir, Load(args.writers, args.transactions, args.batch))
+            measure(
+                postgres, workdir, Load(args.writers, args.transactions, args.batch), args.repeat
+            )
         )
     except KeyboardInterrupt:
         return 130
