@@ -208,6 +208,25 @@ async def test_serializable_writers_of_the_same_user_never_miscount(pool: asyncp
     await assert_consistent(pool)
 
 
+async def test_a_rebuild_waits_for_open_writers_and_counts_them_once(pool: asyncpg.Pool) -> None:
+    ann, bob = await make_users(pool, 2)
+    await with_settings_and_profile(pool, ann)
+    await with_settings(pool, bob)
+
+    async with pool.acquire() as one, pool.acquire() as two:
+        async with one.transaction():
+            await add_profiles(one, bob)
+            await PROFILE_DELETED.act(one, ann)
+            rebuild = asyncio.create_task(
+                two.execute("SELECT user_notification_setting_stats_rebuild()")
+            )
+            await wait_until_waiting_on_a_lock(one, two.get_server_pid())
+        await rebuild
+
+    await assert_exact(pool, {("email", True): 1, ("sms", False): 1})
+    await assert_consistent(pool)
+
+
 # The parallel-writers test: a few consumers writing Klaviyo-like batches in multi-statement
 # transactions and a few web-app writers issuing single statements, over a small set of users
 # so that they collide, then one recount.
