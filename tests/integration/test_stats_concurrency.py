@@ -119,8 +119,8 @@ PAIRS = [
 async def test_writers_of_different_users_do_not_wait_for_each_other(
     pool: asyncpg.Pool, held: Op, other: Op
 ) -> None:
-    """One transaction writes for ann and stays open; another writes for bob, moving the
-    same counts, and commits without waiting for any lock."""
+    """One transaction writes for ann and stays open; another writes for bob, moving counts
+    too (in most pairs the very same ones), and commits without waiting for any lock."""
     ann, bob = await make_users(pool, 2)
     await held.prepare(pool, ann)
     await other.prepare(pool, bob)
