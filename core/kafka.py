@@ -26,9 +26,11 @@ class Publishable(Protocol):
 
 
 def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
-    """An unstarted producer with ``acks=all`` and a small linger so concurrent requests
-    share batches. Idempotence follows ``KAFKA_IDEMPOTENT_PRODUCER`` (the embedded broker
-    rejects InitProducerId, so dev and tests turn it off)."""
+    """An unstarted producer with ``acks=all`` and a small linger so concurrent sends share
+    batches (the ingest publisher builds its batches itself, see ``ingest.batches``).
+    Idempotence follows ``KAFKA_IDEMPOTENT_PRODUCER`` (the embedded broker rejects
+    InitProducerId, so dev and tests turn it off); batches are compressed with
+    ``KAFKA_COMPRESSION`` (lz4 and zstd need the ``cramjam`` package, a dependency)."""
     options: dict[str, Any] = {
         "bootstrap_servers": settings.require_kafka(),
         "acks": "all",
@@ -38,6 +40,9 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
         # small batches its records queue behind each other (docs/benchmarks.md).
         "max_batch_size": 256 * 1024,
         "request_timeout_ms": max(1000, int(settings.produce_timeout_s * 1000)),
+        "compression_type": None
+        if settings.kafka_compression == "none"
+        else settings.kafka_compression,
         "client_id": "ingester",
     }
     options.update(overrides)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 ENVIRONMENTS = ("dev", "production")
+COMPRESSIONS = ("none", "gzip", "lz4", "zstd")
 DEV_ENV_FILE = Path(".dev/stack.env")
 
 
@@ -51,6 +52,10 @@ class Settings:
     # preStop + drain + flush stays inside the pod's termination grace period.
     producer_flush_timeout_s: float = 5.0
     port: int = 8000
+    # Producer: record batch compression, and the bytes of records handed to Kafka and not
+    # yet acknowledged beyond which requests wait their turn (then 503 at PRODUCE_TIMEOUT_S).
+    kafka_compression: str = "none"
+    produce_buffer_bytes: int = 32 * 1024 * 1024
 
     # Ingest limits: what one process takes on at once, and how long it waits for a client
     max_inflight_bytes: int = 64 * 1024 * 1024
@@ -172,6 +177,8 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "MAX_HEADERS": ("max_headers", lambda n, v: _int(n, v, 1)),
     "HEADER_TIMEOUT_S": ("header_timeout_s", _float),
     "BODY_TIMEOUT_S": ("body_timeout_s", _float),
+    "KAFKA_COMPRESSION": ("kafka_compression", lambda n, v: v.strip().lower()),
+    "PRODUCE_BUFFER_BYTES": ("produce_buffer_bytes", lambda n, v: _int(n, v, 1)),
     "TOPIC_PARTITIONS": ("topic_partitions", lambda n, v: _int(n, v, 1)),
     "TOPIC_REPLICATION_FACTOR": ("topic_replication_factor", lambda n, v: _int(n, v, 1)),
     "CONSUMER_GROUP": ("consumer_group", lambda n, v: v.strip()),
@@ -207,6 +214,8 @@ def from_mapping(env: Mapping[str, str]) -> Settings:
     settings = Settings(**values)
     if settings.environment not in ENVIRONMENTS:
         raise ConfigError(f"ENVIRONMENT must be one of {', '.join(ENVIRONMENTS)}")
+    if settings.kafka_compression not in COMPRESSIONS:
+        raise ConfigError(f"KAFKA_COMPRESSION must be one of {', '.join(COMPRESSIONS)}")
     if not 0 < settings.poison_max_share <= 1:
         raise ConfigError("POISON_MAX_SHARE must be in (0, 1]")
     if settings.max_inflight_bytes < settings.max_body_bytes:

@@ -14,7 +14,10 @@ from contract.records import Record
 from core.kafka import make_producer
 from core.settings import Settings
 from core.topics import topic_name
+from ingest.batches import Batch, Lanes
+from ingest.budget import ByteBudget
 from ingest.errors import PayloadTooLarge, PublishError, PublishTimeout
+from ingest.partitioning import partition_for
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
@@ -53,13 +56,6 @@ def record_size(record: Record) -> int:
     return len(record.key) + len(record.value) + sum(len(k) + len(v) for k, v in record.headers)
 
 
-def _consume_outcome(future: asyncio.Future[object]) -> None:
-    # A future abandoned after a timeout may fail later; reading its exception keeps asyncio
-    # from logging "exception was never retrieved".
-    if not future.cancelled():
-        future.exception()
-
-
 class KafkaPublisher:
     """:class:`Publisher` on one long-lived aiokafka producer (``core.kafka``)."""
 
@@ -68,6 +64,8 @@ class KafkaPublisher:
         self._timeout = settings.produce_timeout_s
         self._topics: dict[str, str] = {}
         self._producer: AIOKafkaProducer | None = None
+        self._lanes: Lanes | None = None
+        self._budget = ByteBudget(settings.produce_buffer_bytes)
         self._started = asyncio.Event()
 
     def topic(self, stream: str) -> str:
@@ -84,8 +82,13 @@ class KafkaPublisher:
         except BaseException:
             await producer.stop()
             raise
+        self._lanes = Lanes(producer, self._batch_done)
+        self._lanes.start()
         self._producer = producer
         self._started.set()
+
+    def _batch_done(self, batch: Batch) -> None:
+        self._budget.release(batch.size)
 
     async def connect(self, *, max_backoff_s: float = 1.0) -> None:
         """Retry :meth:`start` until it succeeds (or the task is cancelled), so the service
@@ -106,12 +109,17 @@ class KafkaPublisher:
     async def close(self, timeout_s: float = 10.0) -> None:
         """Flush what is buffered and close; bounded so a dead broker cannot hang shutdown."""
         producer, self._producer = self._producer, None
+        lanes, self._lanes = self._lanes, None
         self._started.clear()
-        if producer is not None:
-            try:
-                await asyncio.wait_for(producer.stop(), timeout_s)
-            except TimeoutError:
-                log.error("kafka producer did not flush within %.1f s", timeout_s)
+        if producer is None:
+            return
+        try:
+            async with asyncio.timeout(timeout_s):
+                if lanes is not None:
+                    await lanes.close()
+                await producer.stop()
+        except TimeoutError:
+            log.error("kafka producer did not flush within %.1f s", timeout_s)
 
     async def ready(self) -> bool:
         producer = self._producer
@@ -125,47 +133,77 @@ class KafkaPublisher:
         return False
 
     async def publish(self, records: Sequence[Record]) -> None:
-        for record in records:
-            if record_size(record) > MAX_RECORD_BYTES:
-                raise PayloadTooLarge(
-                    f"one event is {record_size(record)} bytes, over {MAX_RECORD_BYTES}"
-                )
+        sizes = [record_size(record) for record in records]
+        for size in sizes:
+            if size > MAX_RECORD_BYTES:
+                raise PayloadTooLarge(f"one event is {size} bytes, over {MAX_RECORD_BYTES}")
+        if not records:
+            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
-        futures: list[asyncio.Future[object]] = []
         try:
             async with asyncio.timeout_at(deadline):
                 await self._started.wait()
-                producer = self._producer
-                if producer is None:
-                    raise PublishError("the producer is closed")
-                # send() only enqueues (the producer batches for linger_ms); all records of
-                # the request are in flight together and acknowledged together.
-                for record in records:
-                    future = await producer.send(
-                        self.topic(record.stream),
-                        value=record.value,
-                        key=record.key,
-                        headers=list(record.headers),
-                    )
-                    future.add_done_callback(_consume_outcome)
-                    futures.append(future)
+                partitions = await self._partitions(records)
+                # First come, first served: a request waits here while the bytes buffered
+                # towards Kafka are over PRODUCE_BUFFER_BYTES, never inside the producer.
+                await self._budget.acquire(sum(sizes))
+                waiting = self._append(records, sizes, partitions)
         except TimeoutError:
             raise PublishTimeout(
                 f"Kafka did not accept the records within {self._timeout} s"
             ) from None
         except KafkaError as exc:
             raise PublishError(f"Kafka refused the records: {type(exc).__name__}") from exc
-        if not futures:
-            return
         # asyncio.wait does not cancel what is still pending when it times out: those
         # records stay queued and may still be delivered (the retry is deduplicated).
-        done, pending = await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
+        done, pending = await asyncio.wait(waiting, timeout=max(0.0, deadline - loop.time()))
         if pending:
             raise PublishTimeout(
-                f"Kafka acknowledged {len(done)} of {len(futures)} records within {self._timeout} s"
+                f"Kafka acknowledged {len(done)} of {len(waiting)} batches within {self._timeout} s"
             )
         for future in done:
             error = future.exception()
             if error is not None:
                 raise PublishError(f"Kafka refused a record: {type(error).__name__}") from error
+
+    async def _partitions(self, records: Sequence[Record]) -> dict[str, tuple[str, list[int]]]:
+        """stream -> (topic, its partitions in ascending order), from the producer's metadata."""
+        producer = self._producer
+        if producer is None:
+            raise PublishError("the producer is closed")
+        found: dict[str, tuple[str, list[int]]] = {}
+        for record in records:
+            if record.stream in found:
+                continue
+            topic = self.topic(record.stream)
+            known = producer.client.cluster.partitions_for_topic(topic)
+            if not known:
+                known = await producer.partitions_for(topic)  # waits for metadata
+            found[record.stream] = (topic, sorted(known))
+        return found
+
+    def _append(
+        self,
+        records: Sequence[Record],
+        sizes: Sequence[int],
+        partitions: dict[str, tuple[str, list[int]]],
+    ) -> set[asyncio.Future[None]]:
+        """Every record into its partition's open batch; the futures of those batches."""
+        lanes = self._lanes
+        if lanes is None:
+            self._budget.release(sum(sizes))
+            raise PublishError("the producer is closed")
+        waiting: set[asyncio.Future[None]] = set()
+        for record, size in zip(records, sizes, strict=True):
+            topic, numbers = partitions[record.stream]
+            batch = lanes.append(
+                topic,
+                partition_for(record.key, numbers),
+                record.key,
+                record.value,
+                list(record.headers),
+            )
+            batch.size += size
+            waiting.add(batch.done)
+        return waiting
