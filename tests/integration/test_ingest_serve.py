@@ -51,6 +51,7 @@ async def test_sigterm_finishes_in_flight_requests_and_exits_0(settings: Setting
         "EVENTS_API_KEY": "serve-test-key",
         "PORT": str(port),
         "SHUTDOWN_DEADLINE_S": "10",
+        "LOG_LEVEL": "DEBUG",  # accepted requests are logged at DEBUG only
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-c", SERVE, env=env, stderr=asyncio.subprocess.PIPE
