@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from contract import times
 from contract.items import InvalidField, parse_fields
-from contract.records import SOURCE_APP, Record, cloudevent
+from contract.records import SOURCE_APP, Record, cloudevent, rfc3339
 from core.settings import Settings
 from ingest import fields
 from ingest.endpoint import Endpoint, Head, Incoming
@@ -26,16 +25,15 @@ MAX_EVENTS = 500
 
 
 def validate_item(item: Any, index: int) -> dict[str, Any]:
-    """The item when valid; else BadRequest naming ``events[index].field``."""
+    """The item's typed values when valid; else BadRequest naming ``events[index].field``."""
     path = f"events[{index}]"
     if not isinstance(item, dict):
         raise BadRequest(f"{path}: must be an object")
     try:
-        parse_fields(item)
+        return parse_fields(item)
     except InvalidField as exc:
         where = f"{path}.{exc.field}" if exc.field else path
         raise BadRequest(f"{where}: {exc.message}") from None
-    return item
 
 
 def verify(headers: Mapping[str, str], *, api_key: str) -> None:
@@ -47,18 +45,22 @@ def verify(headers: Mapping[str, str], *, api_key: str) -> None:
 
 def build_records(body: dict[str, Any], received_at: str) -> list[Record]:
     items = fields.require_list(body.get("events"), "events", minimum=1, maximum=MAX_EVENTS)
-    valid = [validate_item(item, index) for index, item in enumerate(items)]
+    # Every item is validated before any record is built; ce_time reuses the occurred_at
+    # that validation parsed (no second parse), and the other typed values are dropped.
+    event_times = [
+        rfc3339(validate_item(item, index)["occurred_at"]) for index, item in enumerate(items)
+    ]
     return [
         cloudevent(
             source=SOURCE_APP,
             event_id=item["id"].lower(),
             event_type=f"app.{item['type']}",
-            time=times.first(times.strict_rfc3339(item["occurred_at"]), default=received_at),
+            time=event_time,
             partition_key=item["user_id"].lower(),
             value=fields.dumps(item),
             received_at=received_at,
         )
-        for item in valid
+        for item, event_time in zip(items, event_times, strict=True)
     ]
 
 
