@@ -57,7 +57,8 @@ def start_broker(cleanup: Cleanup) -> TansuBroker:
     return broker
 
 
-def start_server(cleanup: Cleanup, workdir: Path, broker: TansuBroker) -> Server:
+def fresh_topics(broker: TansuBroker) -> str:
+    """A unique topic prefix whose topics now exist on ``broker``."""
     prefix = f"bench{secrets.token_hex(4)}."
     settings = Settings(
         kafka_bootstrap_servers=broker.bootstrap,
@@ -65,6 +66,11 @@ def start_server(cleanup: Cleanup, workdir: Path, broker: TansuBroker) -> Server
         topic_prefix=prefix,
     )
     asyncio.run(create_topics(settings))
+    return prefix
+
+
+def start_server(cleanup: Cleanup, workdir: Path, broker: TansuBroker) -> Server:
+    prefix = fresh_topics(broker)
     port = free_port()
     env = child_env(
         {
@@ -227,9 +233,71 @@ def run(cleanup: Cleanup, options: LoadOptions, log: Any) -> dict[str, Any]:
     baseline = results[0]["requests_per_s"]
     for result in results:
         result["ratio_to_healthz"] = _round(ratio(result["requests_per_s"], baseline), 3)
+    slope = memory_slope(cleanup, workdir, options, results, log)
+    producer = producer_baseline(cleanup, workdir, options, log)
     return {
         "scenarios": results,
-        "memory_slope": memory_slope(cleanup, workdir, options, results, log),
+        "memory_slope": slope,
+        "producer_baseline": producer,
+        "figures": figures(results, slope, producer),
+    }
+
+
+def producer_baseline(
+    cleanup: Cleanup, workdir: Path, options: LoadOptions, log: Any
+) -> dict[str, Any]:
+    """The /events records published by a bare producer process (bench.producer_baseline)
+    at the same concurrency, on a fresh broker: the client + broker limit of this machine."""
+    log(f"  bare producer, /events records at {options.concurrency} in flight ...")
+    local = Cleanup()
+    cleanup.add("tear down the producer baseline", local.close)
+    try:
+        broker = start_broker(local)
+        prefix = fresh_topics(broker)
+        argv = [
+            python(), "-m", "bench.producer_baseline", "--bootstrap", broker.bootstrap,
+            "--topic-prefix", prefix, "--concurrency", str(options.concurrency),
+            "--warmup", str(options.warmup), "--duration", str(options.duration),
+            "--pool", str(options.pool),
+        ]  # fmt: skip
+        proc = local.spawn(
+            argv,
+            env=child_env({}),
+            cwd=workdir,
+            log=workdir / "producer-baseline.log",
+            stdout=subprocess.PIPE,
+        )
+        watched = {"producer": psutil.Process(proc.pid)}
+        if (pid := broker_pid(broker)) is not None:
+            watched["broker"] = psutil.Process(pid)
+        traces = monitor.watch(proc, watched, timeout=options.warmup + options.duration + 90)
+        output = proc.stdout.read() if proc.stdout is not None else b""
+        if proc.wait() != 0 or not output:
+            raise RuntimeError(f"the producer baseline failed; see {workdir}")
+        result: dict[str, Any] = orjson.loads(output)
+        if "broker" in traces:
+            result["broker_peak_rss_mib"] = round(traces["broker"].peak_rss / MIB, 1)
+        log(f"    {result['records_per_s']} records/s, p99 {result['latency_ms']['p99']} ms")
+        return result
+    finally:
+        local.close()
+
+
+def figures(
+    results: list[dict[str, Any]], slope: dict[str, Any], producer: dict[str, Any]
+) -> dict[str, float | None]:
+    """The ingest keys of the headline JSON line (bench/figures.py)."""
+    by_name = {r["scenario"]: r for r in results}
+    events = by_name.get("POST /events", {})
+    revenuecat = by_name.get("POST /webhooks/revenuecat", {})
+    high = slope["latency_ms"][1]
+    return {
+        "rc_vs_healthz": revenuecat.get("ratio_to_healthz"),
+        "events_vs_producer": _round(
+            ratio(events.get("records_per_s"), producer.get("records_per_s")), 3
+        ),
+        "events_p99_over_p50_at_128": _round(ratio(high["p99"], high["p50"]), 2),
+        "events_kib_per_inflight": slope["kib_per_extra_inflight_request"],
     }
 
 

@@ -115,6 +115,19 @@ def ingest_tables(ingest: dict[str, Any]) -> str:
             f"p50 {slope['latency_ms'][0]['p50']} -> {slope['latency_ms'][1]['p50']} ms, "
             f"p99 {slope['latency_ms'][0]['p99']} -> {slope['latency_ms'][1]['p99']} ms"
         )
+    producer = ingest.get("producer_baseline")
+    if producer:
+        events = next((s for s in scenarios if s["scenario"] == "POST /events"), None)
+        share = (
+            f" (/events keeps {events['records_per_s'] / producer['records_per_s']:.2f} of it)"
+            if events and producer["records_per_s"]
+            else ""
+        )
+        text += (
+            f"\nbare producer, /events records at {producer['concurrency']} in flight: "
+            f"{producer['records_per_s']:,.0f} records/s{share}, "
+            f"p50 {producer['latency_ms']['p50']} ms, p99 {producer['latency_ms']['p99']} ms"
+        )
     return text
 
 
