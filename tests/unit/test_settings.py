@@ -60,6 +60,8 @@ def test_secrets_never_appear_in_repr() -> None:
         pytest.param({"KAFKA_IDEMPOTENT_PRODUCER": "maybe"}, "true or false", id="not a boolean"),
         pytest.param({"MAX_BODY_BYTES": "0"}, ">= 1", id="zero body limit"),
         pytest.param({"PRODUCE_TIMEOUT_S": "-1"}, ">= 0", id="negative timeout"),
+        pytest.param({"KAFKA_COMPRESSION": "snappy"}, "KAFKA_COMPRESSION", id="snappy"),
+        pytest.param({"PRODUCE_BUFFER_BYTES": "0"}, ">= 1", id="zero producer buffer"),
     ],
 )
 def test_malformed_values_name_the_variable(env: dict[str, str], message: str) -> None:
@@ -75,3 +77,18 @@ def test_env_file_parsing(tmp_path: Path) -> None:
         "DATABASE_URL": "postgresql://x@127.0.0.1:1/db",
         "PORT": "9000",
     }
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param(None, "none", id="default"),
+        pytest.param("LZ4", "lz4", id="case-insensitive"),
+        pytest.param(" zstd ", "zstd", id="spaces"),
+        pytest.param("gzip", "gzip", id="gzip"),
+    ],
+)
+def test_kafka_compression(raw: str | None, expected: str) -> None:
+    env = {} if raw is None else {"KAFKA_COMPRESSION": raw}
+
+    assert from_mapping(env).kafka_compression == expected
