@@ -21,7 +21,7 @@ __all__ = ["murmur2", "partition_for"]
 _SEED = 0x9747B28C
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
-HASH_CACHE_KEYS = 65_536
+HASH_CACHE_KEYS = 16_384  # about 1.5 MiB when full
 
 
 @lru_cache(maxsize=64)
