@@ -52,10 +52,12 @@ class Settings:
     # preStop + drain + flush stays inside the pod's termination grace period.
     producer_flush_timeout_s: float = 5.0
     port: int = 8000
-    # Producer: record batch compression, and the bytes of records handed to Kafka and not
-    # yet acknowledged beyond which requests wait their turn (then 503 at PRODUCE_TIMEOUT_S).
+    # Producer: record batch compression; the bytes of records handed to Kafka and not yet
+    # acknowledged beyond which requests wait their turn (then 503 at PRODUCE_TIMEOUT_S); how
+    # long a lone batch waits for more records before it is sent.
     kafka_compression: str = "none"
     produce_buffer_bytes: int = 32 * 1024 * 1024
+    produce_linger_ms: float = 2.0
 
     # Ingest limits: what one process takes on at once, and how long it waits for a client
     max_inflight_bytes: int = 64 * 1024 * 1024
@@ -179,6 +181,7 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "BODY_TIMEOUT_S": ("body_timeout_s", _float),
     "KAFKA_COMPRESSION": ("kafka_compression", lambda n, v: v.strip().lower()),
     "PRODUCE_BUFFER_BYTES": ("produce_buffer_bytes", lambda n, v: _int(n, v, 1)),
+    "PRODUCE_LINGER_MS": ("produce_linger_ms", _float),
     "TOPIC_PARTITIONS": ("topic_partitions", lambda n, v: _int(n, v, 1)),
     "TOPIC_REPLICATION_FACTOR": ("topic_replication_factor", lambda n, v: _int(n, v, 1)),
     "CONSUMER_GROUP": ("consumer_group", lambda n, v: v.strip()),

@@ -6,11 +6,13 @@ record, and the request then waits on all of those futures (a third of the serve
 topic-partition (``producer.create_batch()``), and every request whose records are in a
 batch waits on that batch's single future.
 
-When a batch is handed to the producer (``send_batch``): at once when its partition has
-nothing in flight, else as soon as the batch in flight is acknowledged. aiokafka sends at most
-one batch per partition per produce request anyway, so a partition never waits for a linger
-timer, and under load everything that arrived during one round trip goes in the next batch.
-Submitting all ready partitions in one step lets them share one produce request.
+When a batch is handed to the producer (``send_batch``): once its partition has nothing in
+flight (aiokafka sends at most one batch per partition per produce request anyway) and the
+batch is ``PRODUCE_LINGER_MS`` old or more than one batch is waiting. Under load everything
+that arrived during one round trip goes in the next batch at once; when idle, a request waits
+at most the linger for company, which saves a produce request (a syscall and a broker wake-up)
+per record at moderate rates. Submitting all ready partitions in one step lets them share one
+produce request.
 
 Order per key: a key always maps to one partition, a partition's batches are sent one at a
 time in the order they were opened, and records enter a batch in the order ``append`` is
@@ -40,6 +42,7 @@ class Batch:
 
     builder: Any  # aiokafka BatchBuilder
     done: asyncio.Future[None]
+    opened_at: float  # loop.time() of its first record
     size: int = 0  # bytes admitted through the budget (keys, values, headers)
     records: int = 0
 
@@ -66,8 +69,11 @@ class Lanes:
     publisher releases the batch's bytes from its budget there).
     """
 
-    def __init__(self, producer: Any, on_done: Callable[[Batch], None]) -> None:
+    def __init__(
+        self, producer: Any, on_done: Callable[[Batch], None], *, linger_s: float = 0.0
+    ) -> None:
         self._producer = producer
+        self._linger_s = linger_s
         self._on_done = on_done
         self._lanes: dict[tuple[str, int], _Lane] = {}
         self._ready: dict[tuple[str, int], _Lane] = {}  # has a batch and nothing in flight
@@ -111,7 +117,8 @@ class Lanes:
     def _open(self, lane: _Lane) -> Batch:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.add_done_callback(_consume_outcome)
-        batch = Batch(self._producer.create_batch(), done)
+        loop = asyncio.get_running_loop()
+        batch = Batch(self._producer.create_batch(), done, loop.time())
         lane.queue.append(batch)
         self._pending += 1
         self._idle.clear()
@@ -121,12 +128,27 @@ class Lanes:
         return batch
 
     async def _submit_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        timer: asyncio.TimerHandle | None = None
         while True:
             await self._wake.wait()
             self._wake.clear()
+            now = loop.time()
             ready, self._ready = self._ready, {}
-            for lane in ready.values():
+            soonest: float | None = None
+            for key, lane in ready.items():
+                # A lone batch younger than the linger waits for company, like Kafka's
+                # linger.ms; a batch that filled up or waited a round trip goes at once.
+                due = lane.queue[0].opened_at + self._linger_s
+                if due > now and len(lane.queue) == 1:
+                    self._ready[key] = lane
+                    soonest = due if soonest is None else min(soonest, due)
+                    continue
                 await self._submit(lane)
+            if soonest is not None:
+                if timer is not None:
+                    timer.cancel()
+                timer = loop.call_at(soonest, self._wake.set)
 
     async def _submit(self, lane: _Lane) -> None:
         batch = lane.queue.popleft()

@@ -82,7 +82,9 @@ class KafkaPublisher:
         except BaseException:
             await producer.stop()
             raise
-        self._lanes = Lanes(producer, self._batch_done)
+        self._lanes = Lanes(
+            producer, self._batch_done, linger_s=self._settings.produce_linger_ms / 1000
+        )
         self._lanes.start()
         self._producer = producer
         self._started.set()
