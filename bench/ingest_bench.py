@@ -206,6 +206,8 @@ def summarise(
             (rss_peak - rss_before) / 1024 / options.concurrency, 1
         ),
     }
+    cores = summary["server_cpu_cores"]
+    summary["records_per_cpu_s"] = round(summary["records_per_s"] / cores) if cores else None
     if "broker" in traces:
         summary["broker_cpu_cores"] = _round(traces["broker"].cpu_share(start, end))
         summary["broker_rss_peak_mib"] = round(traces["broker"].peak_rss / MIB, 1)
@@ -275,6 +277,12 @@ def producer_baseline(
         if proc.wait() != 0 or not output:
             raise RuntimeError(f"the producer baseline failed; see {workdir}")
         result: dict[str, Any] = orjson.loads(output)
+        start, end = result["window"]
+        cores = traces["producer"].cpu_share(start, end)
+        result["producer_cpu_cores"] = _round(cores)
+        # Records per CPU-second: comparable with the server's even when other work on the
+        # machine gave the two processes different shares of a core.
+        result["records_per_cpu_s"] = round(result["records_per_s"] / cores) if cores else None
         if "broker" in traces:
             result["broker_peak_rss_mib"] = round(traces["broker"].peak_rss / MIB, 1)
         log(f"    {result['records_per_s']} records/s, p99 {result['latency_ms']['p99']} ms")

@@ -92,6 +92,8 @@ async def run(
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "concurrency": concurrency,
+        # CLOCK_MONOTONIC, as in bench.loadgen: the caller lines its CPU samples up with it.
+        "window": [measure_from, measure_until],
         "measured_s": duration,
         "requests": len(latencies),
         "records": records,

@@ -126,8 +126,14 @@ def ingest_tables(ingest: dict[str, Any]) -> str:
         text += (
             f"\nbare producer, /events records at {producer['concurrency']} in flight: "
             f"{producer['records_per_s']:,.0f} records/s{share}, "
-            f"p50 {producer['latency_ms']['p50']} ms, p99 {producer['latency_ms']['p99']} ms"
+            f"p50 {producer['latency_ms']['p50']} ms, p99 {producer['latency_ms']['p99']} ms, "
+            f"producer cpu {_cell(producer.get('producer_cpu_cores'))}"
         )
+        if events and events.get("records_per_cpu_s") and producer.get("records_per_cpu_s"):
+            text += (
+                f"\nrecords per CPU-second: /events server {events['records_per_cpu_s']:,}, "
+                f"bare producer {producer['records_per_cpu_s']:,}"
+            )
     return text
 
 
