@@ -163,6 +163,11 @@ class Lanes:
         except KafkaError as exc:
             self._finish(lane, batch, exc)
             return
+        except Exception as exc:
+            # Never let one batch stop the loop that submits every partition's batches.
+            log.exception("could not hand a batch to the producer", extra={"topic": lane.topic})
+            self._finish(lane, batch, KafkaError(f"batch not submitted: {exc!r}"))
+            return
         acked.add_done_callback(lambda future: self._finish(lane, batch, _error_of(future)))
 
     def _finish(self, lane: _Lane, batch: Batch, error: BaseException | None) -> None:
