@@ -8,11 +8,11 @@ batch waits on that batch's single future.
 
 When a batch is handed to the producer (``send_batch``): once its partition has nothing in
 flight (aiokafka sends at most one batch per partition per produce request anyway) and the
-batch is ``PRODUCE_LINGER_MS`` old or more than one batch is waiting. Under load everything
-that arrived during one round trip goes in the next batch at once; when idle, a request waits
-at most the linger for company, which saves a produce request (a syscall and a broker wake-up)
-per record at moderate rates. Submitting all ready partitions in one step lets them share one
-produce request.
+oldest waiting batch is ``PRODUCE_LINGER_MS`` old, or one filled up. Then every partition
+with a waiting batch goes in the same step, so they share one produce request. Under load
+everything that arrived during one round trip goes in the next produce request at once; at
+moderate rates a request waits at most the linger for company, which saves a produce request
+(a write and a broker wake-up, a sixth of the CPU on RevenueCat) per record.
 
 Order per key: a key always maps to one partition, a partition's batches are sent one at a
 time in the order they were opened, and records enter a batch in the order ``append`` is
@@ -133,22 +133,21 @@ class Lanes:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            now = loop.time()
-            ready, self._ready = self._ready, {}
-            soonest: float | None = None
-            for key, lane in ready.items():
-                # A lone batch younger than the linger waits for company, like Kafka's
-                # linger.ms; a batch that filled up or waited a round trip goes at once.
-                due = lane.queue[0].opened_at + self._linger_s
-                if due > now and len(lane.queue) == 1:
-                    self._ready[key] = lane
-                    soonest = due if soonest is None else min(soonest, due)
-                    continue
-                await self._submit(lane)
-            if soonest is not None:
+            if not self._ready:
+                continue
+            # Batches younger than the linger wait for company, like Kafka's linger.ms,
+            # unless one of them filled up. When one is due, every ready partition goes
+            # with it, so that they share one produce request instead of one each.
+            due = min(lane.queue[0].opened_at for lane in self._ready.values()) + self._linger_s
+            full = any(len(lane.queue) > 1 for lane in self._ready.values())
+            if due > loop.time() and not full:
                 if timer is not None:
                     timer.cancel()
-                timer = loop.call_at(soonest, self._wake.set)
+                timer = loop.call_at(due, self._wake.set)
+                continue
+            ready, self._ready = self._ready, {}
+            for lane in ready.values():
+                await self._submit(lane)
 
     async def _submit(self, lane: _Lane) -> None:
         batch = lane.queue.popleft()
