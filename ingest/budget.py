@@ -28,10 +28,16 @@ class ByteBudget:
     def _fits(self, size: int) -> bool:
         return self.used == 0 or self.used + size <= self.limit
 
-    async def acquire(self, size: int) -> None:
-        """Wait for room for ``size`` bytes; cancelling the wait (a deadline) takes nothing."""
+    def try_acquire(self, size: int) -> bool:
+        """Take room for ``size`` bytes if that needs no wait (nobody queued, room left)."""
         if not self._waiters and self._fits(size):
             self.used += size
+            return True
+        return False
+
+    async def acquire(self, size: int) -> None:
+        """Wait for room for ``size`` bytes; cancelling the wait (a deadline) takes nothing."""
+        if self.try_acquire(size):
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (size, waiter)

@@ -32,6 +32,8 @@ log = logging.getLogger("ingest.publisher")
 MAX_RECORD_BYTES = 1_000_000
 READY_CHECK_TIMEOUT_S = 1.0
 
+Partitions = dict[str, tuple[str, list[int]]]  # stream -> (topic, partitions ascending)
+
 
 class Publisher(Protocol):
     """Where the HTTP layer hands its records."""
@@ -63,6 +65,7 @@ class KafkaPublisher:
         self._settings = settings
         self._timeout = settings.produce_timeout_s
         self._topics: dict[str, str] = {}
+        self._sorted: dict[str, tuple[object, list[int]]] = {}
         self._producer: AIOKafkaProducer | None = None
         self._lanes: Lanes | None = None
         self._budget = ByteBudget(settings.produce_buffer_bytes)
@@ -143,14 +146,21 @@ class KafkaPublisher:
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
+        total = sum(sizes)
         try:
-            async with asyncio.timeout_at(deadline):
-                await self._started.wait()
-                partitions = await self._partitions(records)
-                # First come, first served: a request waits here while the bytes buffered
-                # towards Kafka are over PRODUCE_BUFFER_BYTES, never inside the producer.
-                await self._budget.acquire(sum(sizes))
+            partitions = self._known_partitions(records)
+            if partitions is not None and self._budget.try_acquire(total):
+                # The usual case, without a suspension: connected, topics known, room left.
                 waiting = self._append(records, sizes, partitions)
+            else:
+                async with asyncio.timeout_at(deadline):
+                    await self._started.wait()
+                    partitions = await self._partitions(records)
+                    # First come, first served: a request waits here while the bytes
+                    # buffered towards Kafka are over PRODUCE_BUFFER_BYTES, never inside
+                    # the producer.
+                    await self._budget.acquire(total)
+                    waiting = self._append(records, sizes, partitions)
         except TimeoutError:
             raise PublishTimeout(
                 f"Kafka did not accept the records within {self._timeout} s"
@@ -169,27 +179,48 @@ class KafkaPublisher:
             if error is not None:
                 raise PublishError(f"Kafka refused a record: {type(error).__name__}") from error
 
-    async def _partitions(self, records: Sequence[Record]) -> dict[str, tuple[str, list[int]]]:
-        """stream -> (topic, its partitions in ascending order), from the producer's metadata."""
+    def _known_partitions(self, records: Sequence[Record]) -> Partitions | None:
+        """stream -> (topic, its partitions in ascending order) from the metadata the producer
+        already holds; None when the producer is not up or a topic is not known yet."""
+        producer = self._producer
+        if producer is None or not self._started.is_set():
+            return None
+        cluster = producer.client.cluster
+        found: Partitions = {}
+        for record in records:
+            stream = record.stream
+            if stream in found:
+                continue
+            topic = self.topic(stream)
+            known = cluster.partitions_for_topic(topic)
+            if not known:
+                return None
+            cached = self._sorted.get(topic)
+            if cached is None or cached[0] is not known:
+                # The metadata replaces the set when partitions change; sort once per set.
+                cached = self._sorted[topic] = (known, sorted(known))
+            found[stream] = (topic, cached[1])
+        return found
+
+    async def _partitions(self, records: Sequence[Record]) -> Partitions:
+        """:meth:`_known_partitions`, waiting for the metadata of topics not known yet."""
         producer = self._producer
         if producer is None:
             raise PublishError("the producer is closed")
-        found: dict[str, tuple[str, list[int]]] = {}
-        for record in records:
-            if record.stream in found:
-                continue
-            topic = self.topic(record.stream)
-            known = producer.client.cluster.partitions_for_topic(topic)
-            if not known:
-                known = await producer.partitions_for(topic)  # waits for metadata
-            found[record.stream] = (topic, sorted(known))
+        for stream in {record.stream for record in records}:
+            topic = self.topic(stream)
+            if not producer.client.cluster.partitions_for_topic(topic):
+                await producer.partitions_for(topic)
+        found = self._known_partitions(records)
+        if found is None:
+            raise PublishError("the producer is closed")
         return found
 
     def _append(
         self,
         records: Sequence[Record],
         sizes: Sequence[int],
-        partitions: dict[str, tuple[str, list[int]]],
+        partitions: Partitions,
     ) -> set[asyncio.Future[None]]:
         """Every record into its partition's open batch; the futures of those batches."""
         lanes = self._lanes

@@ -74,3 +74,16 @@ async def test_a_cancelled_wait_takes_nothing_and_lets_the_next_in() -> None:
 
     assert budget.used == 100
     assert budget.waiting == 0
+
+
+async def test_try_acquire_never_overtakes_a_waiting_request() -> None:
+    budget = ByteBudget(100)
+    assert budget.try_acquire(90)
+    waiting = asyncio.create_task(budget.acquire(50))
+    await settle()
+
+    assert not budget.try_acquire(5)  # fits, but a request is already waiting
+    budget.release(90)
+    await waiting
+    assert budget.try_acquire(50)
+    assert budget.used == 100
