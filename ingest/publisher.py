@@ -61,7 +61,13 @@ def record_size(record: Record) -> int:
 
 
 class KafkaPublisher:
-    """:class:`Publisher` on one long-lived aiokafka producer (``core.kafka``)."""
+    """:class:`Publisher` on one long-lived aiokafka producer (``core.kafka``).
+
+    Records go into per-partition batches shared by concurrent requests
+    (:mod:`ingest.batches`), on the partition the default partitioner would choose
+    (:mod:`ingest.partitioning`), after a first-come, first-served wait for room under
+    ``PRODUCE_BUFFER_BYTES`` (:mod:`ingest.budget`).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
