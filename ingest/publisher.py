@@ -175,17 +175,50 @@ class KafkaPublisher:
             ) from None
         except KafkaError as exc:
             raise PublishError(f"Kafka refused the records: {type(exc).__name__}") from exc
-        # asyncio.wait does not cancel what is still pending when it times out: those
-        # records stay queued and may still be delivered (the retry is deduplicated).
-        done, pending = await asyncio.wait(waiting, timeout=max(0.0, deadline - loop.time()))
-        if pending:
-            raise PublishTimeout(
-                f"Kafka acknowledged {len(done)} of {len(waiting)} batches within {self._timeout} s"
-            )
-        for future in done:
-            error = future.exception()
-            if error is not None:
-                raise PublishError(f"Kafka refused a record: {type(error).__name__}") from error
+        await self._acknowledged(waiting, deadline)
+
+    async def _acknowledged(self, batches: set[asyncio.Future[None]], deadline: float) -> None:
+        """Wait until every batch is acknowledged, or fail at the first refusal or at the
+        deadline. One future and one timer per request (``asyncio.wait`` costs a few percent
+        of a one-record request more). The batches are shared and never cancelled here: on a
+        timeout their records stay queued and may still be delivered (the retry is
+        deduplicated)."""
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[None] = loop.create_future()
+        left = len(batches)
+
+        def batch_done(batch: asyncio.Future[None]) -> None:
+            nonlocal left
+            if outcome.done():
+                return
+            error = None if batch.cancelled() else batch.exception()
+            if batch.cancelled() or error is not None:
+                name = "cancelled" if error is None else type(error).__name__
+                refused = PublishError(f"Kafka refused a record: {name}")
+                refused.__cause__ = error
+                outcome.set_exception(refused)
+                return
+            left -= 1
+            if left == 0:
+                outcome.set_result(None)
+
+        def expired() -> None:
+            if not outcome.done():
+                acked = len(batches) - left
+                outcome.set_exception(
+                    PublishTimeout(
+                        f"Kafka acknowledged {acked} of {len(batches)} batches "
+                        f"within {self._timeout} s"
+                    )
+                )
+
+        for batch in batches:
+            batch.add_done_callback(batch_done)
+        timer = loop.call_at(deadline, expired)
+        try:
+            await outcome
+        finally:
+            timer.cancel()
 
     def _known_partitions(self, records: Sequence[Record]) -> Partitions | None:
         """stream -> (topic, its partitions in ascending order) from the metadata the producer
