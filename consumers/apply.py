@@ -133,6 +133,7 @@ async def apply_in_transaction(
     ctx: Context,
     *,
     scope: str = "",
+    timeout_s: float | None = None,
 ) -> Report:
-    async with db.transaction(pool) as conn:
+    async with db.transaction(pool, timeout_s) as conn:
         return await apply_events(conn, handlers, events, ctx, scope=scope)

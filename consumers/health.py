@@ -1,7 +1,9 @@
 """The consumer process's own small HTTP server: /healthz, /readyz, /metrics.
 
-/healthz answers 200 while the process runs; /readyz 200 only while the consumer holds
-partitions and the database answers; /metrics is the Prometheus text format.
+/healthz answers 200 while the loop is live (503 once it made no progress for
+``LIVENESS_STALL_S`` while work is waiting, see ``consumers.liveness``); /readyz 200 only
+while the consumer holds partitions, the broker answers a metadata request and the database
+answers ``SELECT 1``; /metrics is the Prometheus text format.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextvars
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -21,11 +24,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 Probe = Callable[[], Awaitable[dict[str, bool]]]
+LivenessProbe = Callable[[], dict[str, Any]]
 
 
-def build_app(readiness: Probe) -> Starlette:
+def _always_live() -> dict[str, Any]:
+    return {"live": True}
+
+
+def build_app(readiness: Probe, liveness: LivenessProbe = _always_live) -> Starlette:
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        state = liveness()
+        live = bool(state.get("live"))
+        return JSONResponse(
+            {"status": "ok" if live else "stalled", **state}, status_code=200 if live else 503
+        )
 
     async def readyz(request: Request) -> Response:
         checks = await readiness()
@@ -70,8 +82,14 @@ class _Server(uvicorn.Server):
 class HealthServer:
     """Serves :func:`build_app` on ``host:port`` (port 0 picks a free one) in a task."""
 
-    def __init__(self, readiness: Probe, port: int, host: str = "0.0.0.0") -> None:  # noqa: S104
-        self._app = build_app(readiness)
+    def __init__(
+        self,
+        readiness: Probe,
+        port: int,
+        host: str = "0.0.0.0",  # noqa: S104
+        liveness: LivenessProbe = _always_live,
+    ) -> None:
+        self._app = build_app(readiness, liveness)
         self._host = host
         self._port = port
         self._server: _Server | None = None

@@ -27,6 +27,10 @@ LAG = Gauge(
     ["topic", "partition"],
 )
 PAUSED = Gauge("consumer_paused", "1 while fetching is paused by a database or broker outage.")
+POISON_FLOOD = Gauge(
+    "consumer_poison_flood",
+    "1 while the consumer holds after a poison flood (nothing fetched or committed).",
+)
 PAUSES = Counter("consumer_pauses", "Times fetching was paused by an outage.")
 PENDING_EVENTS = Gauge("consumer_pending_events", "Parked events by reason.", ["reason"])
 PENDING_OLDEST_AGE = Gauge(

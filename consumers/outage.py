@@ -25,10 +25,28 @@ log = logging.getLogger("consumers.outage")
 T = TypeVar("T")
 
 
+async def _nothing() -> None:
+    return None
+
+
 class Outages:
-    def __init__(self, consumer: Any, backoff: Backoff) -> None:
+    """``on_attempt`` is called after every failed attempt (the loop is alive, only blocked);
+    ``quiesce`` is awaited before the consumer is polled, so no other fetch is in flight."""
+
+    def __init__(
+        self,
+        consumer: Any,
+        backoff: Backoff,
+        *,
+        io_timeout_s: float = 10.0,
+        on_attempt: Callable[[], None] = lambda: None,
+        quiesce: Callable[[], Awaitable[None]] = _nothing,
+    ) -> None:
         self._consumer = consumer
         self._backoff = backoff
+        self._io_timeout_s = io_timeout_s
+        self._on_attempt = on_attempt
+        self._quiesce = quiesce
         self.paused = False
 
     async def retrying(self, what: str, step: Callable[[], Awaitable[T]]) -> T:
@@ -42,20 +60,26 @@ class Outages:
                 if classify(exc) is not Failure.RETRYABLE:
                     raise
                 if not self.paused:
-                    self._pause()
+                    await self.pause()
+                    log.warning(
+                        "outage: fetching paused",
+                        extra={"step": what, "error": f"{type(exc).__name__}: {exc}"},
+                    )
                 delay = self._backoff.delay(attempt)
                 log.warning(
                     f"{what} failed; retrying",
                     extra={"error": f"{type(exc).__name__}: {exc}", "retry_in_s": delay},
                 )
                 attempt += 1
-                await self._idle(delay)
+                self._on_attempt()
+                await self.idle(delay)
                 continue
             if self.paused:
                 self._resume()
             return result
 
-    def _pause(self) -> None:
+    async def pause(self) -> None:
+        await self._quiesce()
         self._consumer.pause(*self._consumer.assignment())
         self.paused = True
         metrics.PAUSED.set(1)
@@ -67,16 +91,19 @@ class Outages:
         metrics.PAUSED.set(0)
         log.info("resumed")
 
-    async def _idle(self, seconds: float) -> None:
+    async def idle(self, seconds: float) -> None:
         """Wait while paused, polling the consumer. Partitions assigned meanwhile (a
         rebalance) are paused too and rewound to the first record they returned."""
+        await self._quiesce()
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             self._consumer.pause(*self._consumer.assignment())
+            poll_s = min(left, 0.5)
             try:
-                returned = await self._consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000))
-            except kafka_errors.KafkaError:
-                await asyncio.sleep(min(left, 0.5))  # the broker is what is down
+                async with asyncio.timeout(poll_s + self._io_timeout_s):
+                    returned = await self._consumer.getmany(timeout_ms=int(poll_s * 1000))
+            except (kafka_errors.KafkaError, TimeoutError):
+                await asyncio.sleep(poll_s)  # the broker is what is down
                 continue
             for tp, records in returned.items():
                 if records:

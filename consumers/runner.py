@@ -1,25 +1,34 @@
 """The consumer loop, spelled out (docs/contract.md §6).
 
-    fetch a bounded batch -> decode -> in one transaction: inbox insert, apply the new events,
-    park pending, record skipped -> commit the transaction -> dead-letter poison -> commit the
-    batch's offsets -> repeat
+    fetch a bounded batch -> decode -> one transaction per (source, partition) of the batch,
+    run concurrently: inbox insert, apply the new events, park pending, record skipped ->
+    dead-letter poison -> commit the batch's offsets once every transaction committed ->
+    repeat
 
-A crash anywhere in between redelivers the batch; the inbox makes that change nothing.
-Offsets travel with the records until the commit (the batch's ``committable``).
+While a batch's transactions run, the next batch is fetched and decoded (one prefetch at a
+time, never while an outage holds the batch). A crash anywhere in between redelivers the
+batch; the inbox makes that change nothing. Offsets travel with the records until the
+commit (the batch's ``committable``). Records of one key share a partition, and a
+partition's records are applied in offset order in one transaction, so per-key order holds.
 
 Failure classes (``consumers.classify``):
-- an outage (database or broker) pauses fetching, retries the same step with capped
-  exponential backoff and commits nothing until it succeeds; nothing is dead-lettered;
+- an outage (database or broker, including a call that outlived its timeout) pauses
+  fetching, retries the same step with capped exponential backoff and commits nothing until
+  it succeeds; nothing is dead-lettered;
 - poison (undecodable, or deterministic failure) is isolated by retrying the batch in halves
-  and dead-lettered; the rest of the batch commits. If more than ``POISON_MAX_SHARE`` of a
-  batch is poison the runner stops instead of draining the topic into the DLQ;
-- anything else (a broken deployment) propagates and stops the runner.
+  and dead-lettered; the rest of the batch commits. If the rolling window of recent records
+  (``consumers.flood``) turns into a flood, the runner holds instead of draining the topic
+  into the DLQ: nothing of the batch is committed, fetching stays paused, /readyz fails;
+- anything else (a bug, a broken deployment) stops the runner without committing, with the
+  traceback logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,8 +43,9 @@ from consumers.apply import Report, apply_in_transaction
 from consumers.backoff import Backoff
 from consumers.classify import Failure, classify
 from consumers.decode import Item, RawRecord, committable, decode_all
-from consumers.errors import ConsumerError
+from consumers.flood import FloodGuard, PoisonFlood
 from consumers.isolate import Progress, isolate
+from consumers.liveness import Liveness
 from consumers.observe import BatchReport, observe_batch
 from consumers.outage import Outages
 from consumers.types import Context, Handler
@@ -46,14 +56,10 @@ from core.topics import DLQ, topic_name
 log = logging.getLogger("consumers.runner")
 
 
-class PoisonFlood(ConsumerError):
-    """Too much of one batch is poison: more likely a broken deployment than bad records."""
+__all__ = ["NO_HOOKS", "Hooks", "PoisonFlood", "Runner"]
 
-    def __init__(self, dead: int, size: int, share: float) -> None:
-        super().__init__(
-            f"{dead} of {size} records in one batch are poison (more than {share:.0%}); "
-            "stopping instead of dead-lettering them"
-        )
+Batch = tuple[list[RawRecord], list[Item]]
+GroupKey = tuple[str, int]  # (source, partition)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +94,6 @@ class Runner:
         scope: str = "",
         backoff: Backoff = DEFAULT_BACKOFF,
         hooks: Hooks = NO_HOOKS,
-        poison_min: int = 3,
-        io_timeout_s: float = 10.0,
     ) -> None:
         self.settings = settings
         self.handlers: dict[str, Handler] = (
@@ -101,10 +105,24 @@ class Runner:
         self.scope = scope
         self.backoff = backoff
         self.hooks = hooks
-        self.poison_min = poison_min
-        self.io_timeout_s = io_timeout_s
+        self.io_timeout_s = settings.kafka_io_timeout_s
         self.dlq_topic = topic_name(settings.topic_prefix, DLQ)
-        self.outages = Outages(consumer, backoff)
+        self.liveness = Liveness(settings.liveness_stall_s)
+        self.outages = Outages(
+            consumer,
+            backoff,
+            io_timeout_s=self.io_timeout_s,
+            on_attempt=self.liveness.beat,
+            quiesce=self._quiesce,
+        )
+        self.flood = FloodGuard(
+            max_share=settings.poison_max_share,
+            min_dead=settings.poison_min_dead,
+            window_records=settings.poison_window_records,
+            window_s=settings.poison_window_s,
+        )
+        self.held: str | None = None  # why the runner holds (a poison flood), if it does
+        self._prefetch: asyncio.Task[Batch] | None = None
         self._committed: dict[TopicPartition, int] = {}
 
     # -- the loop ---------------------------------------------------------------------
@@ -115,42 +133,99 @@ class Runner:
         is abandoned uncommitted and will be redelivered."""
         stopping = asyncio.ensure_future(stop.wait())
         try:
-            while not stop.is_set():
-                cycle = asyncio.ensure_future(self._cycle())
-                await asyncio.wait({cycle, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if not cycle.done():
-                    try:
-                        await asyncio.wait_for(cycle, self.settings.shutdown_deadline_s)
-                    except TimeoutError:
-                        log.warning(
-                            "batch abandoned at shutdown; it will be redelivered",
-                            extra={"deadline_s": self.settings.shutdown_deadline_s},
-                        )
-                        return
-                cycle.result()
+            await self._loop(stop, stopping)
+        except PoisonFlood as exc:
+            await self._hold(exc, stop)
+        except Exception as exc:
+            log.critical(
+                "consumer stopped: the batch in hand is not committed",
+                extra={"error": f"{type(exc).__name__}: {exc}"},
+                exc_info=True,
+            )
+            raise
         finally:
             stopping.cancel()
+            await self.aclose()
+
+    async def _loop(self, stop: asyncio.Event, stopping: asyncio.Future[Any]) -> None:
+        while not stop.is_set():
+            cycle = asyncio.ensure_future(self._cycle())
+            await asyncio.wait({cycle, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not cycle.done():
+                try:
+                    await asyncio.wait_for(cycle, self.settings.shutdown_deadline_s)
+                except TimeoutError:
+                    log.warning(
+                        "batch abandoned at shutdown; it will be redelivered",
+                        extra={"deadline_s": self.settings.shutdown_deadline_s},
+                    )
+                    return
+            cycle.result()
+
+    async def _hold(self, flood: PoisonFlood, stop: asyncio.Event) -> None:
+        """A poison flood: keep the group membership and the partitions, fetch nothing,
+        commit nothing, report not ready, until stopped. Restarting would only meet the same
+        records again (they are not committed), so the process neither exits nor fails its
+        liveness; a fixed deployment (or a higher POISON_MAX_SHARE) resumes from the
+        committed offsets."""
+        self.held = str(flood)
+        metrics.POISON_FLOOD.set(1)
+        log.critical(
+            "poison flood: holding; nothing of the batch is committed or dead-lettered",
+            extra={"error": str(flood), "dead": flood.dead, "records": flood.size},
+        )
+        await self.outages.pause()
+        while not stop.is_set():
+            self.liveness.beat()
+            await self.outages.idle(1.0)
+
+    async def aclose(self) -> None:
+        """Drop a prefetched batch (not committed: it is redelivered)."""
+        task, self._prefetch = self._prefetch, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     async def _cycle(self) -> None:
         await self.step()
 
     async def step(self) -> BatchReport | None:
-        """Fetch one batch and process it; None when nothing arrived."""
-        records = await self.fetch()
+        """Take the next batch (prefetched, or fetched now) and process it, fetching the one
+        after it meanwhile; None when nothing arrived."""
+        records, items = await self._next()
         if not records:
             self._update_lag()
+            self.liveness.beat()
             return None
-        return await self.process(records)
+        return await self._process(records, items, prefetch=True)
+
+    async def _next(self) -> Batch:
+        task, self._prefetch = self._prefetch, None
+        if task is not None:
+            return await task
+        return await self._fetch_decoded()
+
+    async def _fetch_decoded(self) -> Batch:
+        records = await self.fetch()
+        return records, decode_all(records)
+
+    async def _quiesce(self) -> None:
+        """Let a prefetch in flight finish (its batch is kept for the next step) so that no
+        other fetch runs while an outage polls the paused consumer."""
+        if self._prefetch is not None:
+            await asyncio.wait({self._prefetch})
 
     async def fetch(self) -> list[RawRecord]:
         """One bounded batch from the consumer: up to ``CONSUMER_BATCH_MAX`` records,
         waiting up to ``CONSUMER_BATCH_WAIT_MS`` for the first."""
+        wait_ms = self.settings.consumer_batch_wait_ms
         try:
-            batches = await self.consumer.getmany(
-                timeout_ms=self.settings.consumer_batch_wait_ms,
-                max_records=self.settings.consumer_batch_max,
-            )
-        except kafka_errors.KafkaError as exc:
+            async with asyncio.timeout(wait_ms / 1000 + self.io_timeout_s):
+                batches = await self.consumer.getmany(
+                    timeout_ms=wait_ms, max_records=self.settings.consumer_batch_max
+                )
+        except (kafka_errors.KafkaError, TimeoutError) as exc:
             if classify(exc) is not Failure.RETRYABLE:
                 raise
             log.warning("fetch failed; retrying", extra={"error": str(exc)})
@@ -160,7 +235,14 @@ class Runner:
 
     async def process(self, records: Sequence[RawRecord]) -> BatchReport:
         """Apply a fetched batch, dead-letter its poison and commit its offsets."""
-        items = decode_all(records)
+        return await self._process(records, decode_all(records), prefetch=False)
+
+    async def _process(
+        self, records: Sequence[RawRecord], items: Sequence[Item], *, prefetch: bool
+    ) -> BatchReport:
+        self.liveness.batch_in_hand = True
+        if prefetch and self._prefetch is None and not self.outages.paused:
+            self._prefetch = asyncio.create_task(self._fetch_decoded())
         dead = [
             dlq.DeadLetter(
                 i.raw, i.error, 1, source=i.raw.header(CE_SOURCE), event_id=i.error.event_id
@@ -168,9 +250,13 @@ class Runner:
             for i in items
             if i.error is not None
         ]
-        progress: Progress[Item, Report] = Progress()
-        decoded = [i for i in items if i.event is not None]
-        await self.outages.retrying("apply", lambda: self._isolate(decoded, progress))
+        groups = _groups(i for i in items if i.event is not None)
+        progress: dict[GroupKey, Progress[Item, Report]] = {g: Progress() for g in groups}
+        await self.outages.retrying("apply", lambda: self._apply_groups(groups, progress))
+        poisoned = sorted(
+            (p for g in progress.values() for p in g.poisoned),
+            key=lambda p: (p.item.raw.topic, p.item.raw.partition, p.item.raw.offset),
+        )
         dead += [
             dlq.DeadLetter(
                 p.item.raw,
@@ -179,22 +265,38 @@ class Runner:
                 source=p.item.event.source if p.item.event else None,
                 event_id=p.item.event.id if p.item.event else None,
             )
-            for p in progress.poisoned
+            for p in poisoned
         ]
-        share = self.settings.poison_max_share
-        if len(dead) >= self.poison_min and len(dead) > share * len(items):
-            log.critical(
-                "poison flood: stopping",
-                extra={"dead": len(dead), "batch": len(items), "max_share": share},
-            )
-            raise PoisonFlood(len(dead), len(items), share)
+        self.flood.check(time.monotonic(), len(items), len(dead))
         if dead:
             await self.outages.retrying("dead-letter publish", lambda: self._publish_dead(dead))
             await self.outages.retrying("dead-letter log", lambda: self._log_dead(dead))
         if self.hooks.before_commit is not None:
             await self.hooks.before_commit(records)
         await self.outages.retrying("offset commit", lambda: self._commit(committable(records)))
-        return observe_batch(items, progress.results, dead)
+        self.liveness.batch_in_hand = False
+        self.liveness.beat()
+        results = [r for g in progress.values() for r in g.results]
+        return observe_batch(items, results, dead)
+
+    async def _apply_groups(
+        self,
+        groups: Mapping[GroupKey, Sequence[Item]],
+        progress: Mapping[GroupKey, Progress[Item, Report]],
+    ) -> None:
+        """Each group in its own transaction(s), at most CONSUMER_APPLY_CONCURRENCY at once.
+        Every group runs to its end even when another fails, so a retry redoes only what
+        did not commit; then the worst failure (a bug over an outage) is raised."""
+        gate = asyncio.Semaphore(self.settings.consumer_apply_concurrency)
+
+        async def one(key: GroupKey) -> None:
+            async with gate:
+                await self._isolate(groups[key], progress[key])
+
+        outcomes = await asyncio.gather(*(one(k) for k in groups), return_exceptions=True)
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:
+            raise _worst(failures)
 
     async def _isolate(self, items: Sequence[Item], progress: Progress[Item, Report]) -> None:
         await isolate(
@@ -208,7 +310,14 @@ class Runner:
     async def _apply(self, items: Sequence[Item]) -> Report:
         ctx = Context(environment=self.settings.environment, now=datetime.now(UTC))
         events = [i.event for i in items if i.event is not None]
-        return await apply_in_transaction(self.pool, self.handlers, events, ctx, scope=self.scope)
+        return await apply_in_transaction(
+            self.pool,
+            self.handlers,
+            events,
+            ctx,
+            scope=self.scope,
+            timeout_s=self.settings.db_transaction_timeout_s,
+        )
 
     # -- dead letters and commits ---------------------------------------------------------
 
@@ -225,7 +334,7 @@ class Runner:
         )
 
     async def _log_dead(self, letters: Sequence[dlq.DeadLetter]) -> None:
-        async with db.transaction(self.pool) as conn:
+        async with db.transaction(self.pool, self.settings.db_transaction_timeout_s) as conn:
             await store.log_dead_letters(conn, [dlq.log_row(letter) for letter in letters])
 
     async def _commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
@@ -247,12 +356,16 @@ class Runner:
         self._update_lag()
 
     def _update_lag(self) -> None:
+        total = 0
         for tp in self.consumer.assignment():
             highwater = self.consumer.highwater(tp)
             committed = self._committed.get(tp)
             if highwater is None or committed is None:
                 continue
-            metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - committed))
+            lag = max(0, highwater - committed)
+            metrics.LAG.labels(tp.topic, str(tp.partition)).set(lag)
+            total += lag
+        self.liveness.lag = total
 
     @property
     def paused(self) -> bool:
@@ -261,4 +374,23 @@ class Runner:
 
     @property
     def ready(self) -> bool:
-        return bool(self.consumer.assignment())
+        """Holds partitions and is not holding after a poison flood."""
+        return bool(self.consumer.assignment()) and self.held is None
+
+
+def _groups(items: Iterable[Item]) -> dict[GroupKey, list[Item]]:
+    """Items by (source, partition), each group in offset order."""
+    groups: dict[GroupKey, list[Item]] = {}
+    for item in items:
+        assert item.event is not None
+        groups.setdefault((item.event.source, item.raw.partition), []).append(item)
+    return groups
+
+
+def _worst(failures: Sequence[BaseException]) -> BaseException:
+    """What to raise when several transactions failed: anything that is not an outage (a
+    bug, a crash) wins, so it is never retried away."""
+    for exc in failures:
+        if not isinstance(exc, Exception) or classify(exc) is not Failure.RETRYABLE:
+            return exc
+    return failures[0]

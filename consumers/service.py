@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
+from aiokafka import errors as kafka_errors
 
 from consumers import db
 from consumers.health import HealthServer
@@ -78,7 +79,11 @@ async def _serve(
         await producer.start()
         await consumer.start()
         runner = Runner(settings, handlers, pool, consumer, producer, scope=scope)
-        health = HealthServer(readiness_probe(runner, pool), settings.consumer_metrics_port)
+        health = HealthServer(
+            readiness_probe(runner, pool),
+            settings.consumer_metrics_port,
+            liveness=liveness_probe(runner),
+        )
         await health.start()
         log.info(
             "consuming",
@@ -116,19 +121,48 @@ async def _finish(task: asyncio.Task[None], deadline_s: float) -> None:
         log.warning("pending retry abandoned at shutdown")
 
 
-def readiness_probe(runner: Runner, pool: asyncpg.Pool) -> Callable[[], Awaitable[dict[str, bool]]]:
-    """/readyz: the consumer holds partitions and the database answers."""
+def readiness_probe(
+    runner: Runner, pool: asyncpg.Pool, timeout_s: float = 1.0
+) -> Callable[[], Awaitable[dict[str, bool]]]:
+    """/readyz: the consumer holds partitions (and is not holding after a poison flood), the
+    broker answers a metadata request and the database answers, each within ``timeout_s``."""
 
     async def probe() -> dict[str, bool]:
-        return {"consumer": runner.ready, "database": await database_ok(pool)}
+        broker, database = await asyncio.gather(
+            broker_ok(runner.consumer, timeout_s), database_ok(pool, timeout_s)
+        )
+        return {"consumer": runner.ready, "broker": broker, "database": database}
 
     return probe
 
 
+def liveness_probe(runner: Runner) -> Callable[[], dict[str, Any]]:
+    """/healthz: live unless the loop stalled with work waiting (``consumers.liveness``)."""
+
+    def probe() -> dict[str, Any]:
+        live = runner.liveness
+        return {
+            "live": not live.stalled(),
+            "since_progress_s": round(live.since_beat(), 1),
+            "work_waiting": live.waiting,
+        }
+
+    return probe
+
+
+async def broker_ok(consumer: Any, timeout_s: float = 1.0) -> bool:
+    try:
+        async with asyncio.timeout(timeout_s):
+            await consumer.topics()  # a metadata request to the cluster
+    except (OSError, kafka_errors.KafkaError):
+        return False
+    return True
+
+
 async def database_ok(pool: asyncpg.Pool, timeout_s: float = 1.0) -> bool:
     try:
-        async with asyncio.timeout(timeout_s), db.connection(pool) as conn:
-            await conn.fetchval("SELECT 1")
+        async with asyncio.timeout(timeout_s), db.connection(pool, timeout_s) as conn:
+            await conn.fetchval("SELECT 1", timeout=timeout_s)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
         return False
     return True

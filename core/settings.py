@@ -88,6 +88,18 @@ class Settings:
     skipped_retention_days: int = 90
     dead_letter_retention_days: int = 90
     db_pool_max: int = 10
+    # Every database and broker call is bounded (docs/consumers.md, "Timeouts").
+    db_command_timeout_s: float = 10.0
+    db_statement_timeout_s: float = 5.0
+    db_lock_timeout_s: float = 2.0
+    db_idle_in_transaction_timeout_s: float = 30.0
+    db_transaction_timeout_s: float = 30.0
+    kafka_io_timeout_s: float = 10.0
+    liveness_stall_s: float = 120.0
+    poison_window_records: int = 1000
+    poison_window_s: float = 300.0
+    poison_min_dead: int = 3
+    consumer_apply_concurrency: int = 4
 
     log_level: str = "INFO"
     migrations_dir: str | None = None
@@ -200,6 +212,17 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "SKIPPED_RETENTION_DAYS": ("skipped_retention_days", lambda n, v: _int(n, v, 1)),
     "DEAD_LETTER_RETENTION_DAYS": ("dead_letter_retention_days", lambda n, v: _int(n, v, 1)),
     "DB_POOL_MAX": ("db_pool_max", lambda n, v: _int(n, v, 1)),
+    "DB_COMMAND_TIMEOUT_S": ("db_command_timeout_s", _float),
+    "DB_STATEMENT_TIMEOUT_S": ("db_statement_timeout_s", _float),
+    "DB_LOCK_TIMEOUT_S": ("db_lock_timeout_s", _float),
+    "DB_IDLE_IN_TRANSACTION_TIMEOUT_S": ("db_idle_in_transaction_timeout_s", _float),
+    "DB_TRANSACTION_TIMEOUT_S": ("db_transaction_timeout_s", _float),
+    "KAFKA_IO_TIMEOUT_S": ("kafka_io_timeout_s", _float),
+    "LIVENESS_STALL_S": ("liveness_stall_s", _float),
+    "POISON_WINDOW_RECORDS": ("poison_window_records", lambda n, v: _int(n, v, 1)),
+    "POISON_WINDOW_S": ("poison_window_s", _float),
+    "POISON_MIN_DEAD": ("poison_min_dead", lambda n, v: _int(n, v, 1)),
+    "CONSUMER_APPLY_CONCURRENCY": ("consumer_apply_concurrency", lambda n, v: _int(n, v, 1)),
     "LOG_LEVEL": ("log_level", lambda n, v: v.strip().upper()),
     "MIGRATIONS_DIR": ("migrations_dir", lambda n, v: _text(v)),
 }

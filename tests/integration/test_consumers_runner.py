@@ -123,6 +123,7 @@ async def running(
             if task is not None:
                 await task
         finally:
+            await runner.aclose()
             await consumer.stop()
             await producer.stop()
 
@@ -314,7 +315,11 @@ async def test_a_crash_before_the_offset_commit_redelivers_without_double_effect
             for outcome, count in (report.counts if report else {}).items():
                 seen[outcome] = seen.get(outcome, 0) + count
         assert seen == {"duplicate": len(records)}
-        assert await readiness_probe(second, pool)() == {"consumer": True, "database": True}
+        assert await readiness_probe(second, pool)() == {
+            "consumer": True,
+            "broker": True,
+            "database": True,
+        }
         committed = [await second.consumer.committed(tp) for tp in second.consumer.assignment()]
         assert sum(c or 0 for c in committed) == len(records)
     assert await effects() == after_crash
@@ -425,7 +430,7 @@ async def test_a_poison_flood_stops_instead_of_draining_into_the_dlq(
         fetched: list[RawRecord] = []
         while len(fetched) < len(records):
             fetched += await runner.fetch()
-        with pytest.raises(PoisonFlood, match="4 of 5 records"):
+        with pytest.raises(PoisonFlood, match="4 of the last 5 records"):
             await runner.process(fetched)
         tps = runner.consumer.assignment()
         assert [await runner.consumer.committed(tp) for tp in tps] == [None] * len(tps)

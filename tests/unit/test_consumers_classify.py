@@ -47,7 +47,21 @@ from consumers.errors import PoisonError, RetryableError
         pytest.param(kafka_errors.KafkaTimeoutError(), Failure.RETRYABLE, id="broker timeout"),
         pytest.param(kafka_errors.NotLeaderForPartitionError(), Failure.RETRYABLE, id="leader"),
         pytest.param(kafka_errors.MessageSizeTooLargeError(), Failure.FATAL, id="too large"),
-        pytest.param(KeyError("profile"), Failure.POISON, id="payload shape"),
+        pytest.param(KeyError("profile"), Failure.FATAL, id="KeyError is a bug"),
+        pytest.param(TypeError("NoneType"), Failure.FATAL, id="TypeError is a bug"),
+        pytest.param(ValueError("bad"), Failure.FATAL, id="ValueError is a bug"),
+        pytest.param(AttributeError("x"), Failure.FATAL, id="AttributeError is a bug"),
+        pytest.param(IndexError("x"), Failure.FATAL, id="IndexError is a bug"),
+        pytest.param(asyncpg.LockNotAvailableError(), Failure.RETRYABLE, id="55P03 lock_timeout"),
+        pytest.param(asyncpg.QueryCanceledError(), Failure.RETRYABLE, id="57014 statement_timeout"),
+        pytest.param(
+            asyncpg.exceptions.IdleInTransactionSessionTimeoutError(),
+            Failure.RETRYABLE,
+            id="25P03 idle in transaction",
+        ),
+        pytest.param(
+            asyncpg.exceptions.ActiveSQLTransactionError(), Failure.FATAL, id="25001 a bug"
+        ),
         pytest.param(RuntimeError("bug"), Failure.FATAL, id="unknown"),
     ],
 )
