@@ -1,7 +1,7 @@
 """The poison-flood guard: too many dead letters lately means a broken deployment, not bad data.
 
 A batch's verdict is checked before its dead letters are published, against a rolling window
-of the most recent records (at most ``window_records`` of them, none older than
+of the most recent records (about ``window_records`` of them, none older than
 ``window_s``): when the window, this batch included, holds at least ``min_dead`` dead letters
 and they are more than ``max_share`` of its records, the batch is a flood. A window rather
 than a batch, so that at low traffic (batches of one or two records) a regression that kills
@@ -50,12 +50,13 @@ class FloodGuard:
     def check(self, now: float, records: int, dead: int) -> None:
         """Raise :class:`PoisonFlood` if a batch of ``records`` with ``dead`` dead letters,
         seen at ``now`` (monotonic seconds), makes the window a flood; otherwise count it.
-        The window is this batch plus the most recent earlier batches that fit in
-        ``window_records``."""
+        The window is this batch plus earlier batches, newest first, until it holds at least
+        ``window_records`` records (whole batches: which records of a batch died is not
+        kept)."""
         self._expire(now)
         total_records, total_dead = records, dead
         for entry in reversed(self._entries):
-            if total_records + entry.records > self.window_records:
+            if total_records >= self.window_records:
                 break
             total_records += entry.records
             total_dead += entry.dead
@@ -64,7 +65,7 @@ class FloodGuard:
         self._entries.append(_Entry(now, records, dead))
         self._records += records
         self._dead += dead
-        while len(self._entries) > 1 and self._records > self.window_records:
+        while self._entries and self._records - self._entries[0].records >= self.window_records:
             self._drop()
 
     def _expire(self, now: float) -> None:

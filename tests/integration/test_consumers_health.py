@@ -17,6 +17,7 @@ METRIC_NAMES = (
     "consumer_pending_events",
     "consumer_pending_oldest_age_seconds",
     "consumer_dlq_replayed_total",
+    "consumer_poison_flood",
 )
 
 
@@ -34,11 +35,20 @@ async def test_health_ready_and_metrics() -> None:
     metrics.PENDING_EVENTS.labels("unknown email").set(0)
     metrics.DLQ_REPLAYED.labels("kit").inc(0)
 
-    server = HealthServer(readiness, port=0, host="127.0.0.1")
+    live = {"live": True}
+
+    def liveness() -> dict[str, bool]:
+        return dict(live)
+
+    server = HealthServer(readiness, port=0, host="127.0.0.1", liveness=liveness)
     await server.start()
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
             assert (await client.get("/healthz")).status_code == 200
+            live["live"] = False
+            stalled = await client.get("/healthz")
+            assert stalled.status_code == 503 and stalled.json()["status"] == "stalled"
+            live["live"] = True
             not_ready = await client.get("/readyz")
             assert not_ready.status_code == 503
             assert not_ready.json()["checks"] == {"consumer": False, "database": True}
