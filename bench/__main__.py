@@ -16,11 +16,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import consumer_bench, figures, ingest_bench, parked_bench, report
+from bench import consumer_bench, e2e_bench, figures, ingest_bench, parked_bench, report
 from bench.procs import REPO, Cleanup
 
 DEFAULT_OUTPUT = REPO / "bench" / "results" / "latest.json"
-PARTS = ("ingest", "consume", "parked")
+PARTS = ("ingest", "consume", "parked", "e2e")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--events", type=int, help="events per consumer source (20000)")
     parser.add_argument("--users", type=int, default=2000, help="seeded user profiles")
     parser.add_argument("--parked", type=int, help="parked rows for the parked benchmark (500000)")
+    parser.add_argument("--e2e-rate", type=float, default=2000.0, help="end-to-end events/s")
+    parser.add_argument("--e2e-duration", type=float, help="end-to-end measured seconds (30)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results")
     return parser
 
@@ -91,6 +93,18 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> dict[str, Any]:
         results["options_parked"] = _fields(parked)
         log("benchmark 3: parked events")
         results["parked"] = parked_bench.run(cleanup, parked, log)
+        cleanup.close()
+    if args.only in (None, "e2e"):
+        e2e = e2e_bench.E2EOptions(
+            rate=args.e2e_rate,
+            duration=_pick(args.e2e_duration, 30.0, 5.0, args.quick),
+            warmup=_pick(None, 3.0, 1.0, args.quick),
+            backlog=_pick(None, 10_000, 2_000, args.quick),
+            timeout=300,
+        )
+        results["options_e2e"] = _fields(e2e)
+        log("benchmark 4: end to end (HTTP -> Kafka -> two consumers -> PostgreSQL)")
+        results["e2e"] = e2e_bench.run(cleanup, e2e, log)
     return results
 
 

@@ -40,7 +40,7 @@ from core.settings import Settings
 from core.topics import create_topics
 
 POLL_S = 0.025
-DATABASES = ("bench_batched", "bench_naive")
+DATABASES = ("bench_batched", "bench_naive", "bench_copy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,23 +102,23 @@ def database_dsn(postgres: EmbeddedPostgres, name: str) -> str:
     return f"postgresql://postgres@127.0.0.1:{postgres.port}/{name}"
 
 
-async def prepare_databases(postgres: EmbeddedPostgres, users: int) -> dataset.Seeded:
+async def prepare_databases(postgres: EmbeddedPostgres, users: int) -> dict[str, dataset.Seeded]:
     admin = await asyncpg.connect(postgres.dsn)
     try:
         for name in DATABASES:
             await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    seeded: list[dataset.Seeded] = []
+    seeded: dict[str, dataset.Seeded] = {}
     for name in DATABASES:
         dsn = database_dsn(postgres, name)
         await migrate(dsn, default_dir())
         conn = await asyncpg.connect(dsn)
         try:
-            seeded.append(await dataset.seed(conn, users))
+            seeded[name] = await dataset.seed(conn, users)
         finally:
             await conn.close()
-    return seeded[1]  # the naive loop caches the naive database's ids
+    return seeded  # the naive loop and the COPY cache their own database's ids
 
 
 async def publish(settings: Settings, records: Sequence[Record]) -> float:
@@ -248,6 +248,18 @@ async def _summarise(
     return result
 
 
+async def run_copy(
+    postgres: EmbeddedPostgres, source: Source, seeded: dataset.Seeded
+) -> naive.NaiveRun:
+    """COPY of the same impression rows into ``impressions`` of a third database."""
+    conn = await asyncpg.connect(database_dsn(postgres, DATABASES[2]))
+    try:
+        events = naive.decode_records(source.records, f"copy.{source.stream}")
+        return await naive.copy_impressions(conn, events, seeded)
+    finally:
+        await conn.close()
+
+
 async def run_naive(
     postgres: EmbeddedPostgres, sources: Sequence[Source], seeded: dataset.Seeded
 ) -> dict[str, naive.NaiveRun]:
@@ -303,7 +315,9 @@ async def measure(
             cleanup, workdir, env, source, postgres, options.timeout
         )
         log(f"  consumer {source.stream}: {batched[source.name]['events_per_s']} events/s")
-    naive_runs = await run_naive(postgres, sources, seeded)
+    naive_runs = await run_naive(postgres, sources, seeded[DATABASES[1]])
+    copied = await run_copy(postgres, sources[0], seeded[DATABASES[2]])
+    log(f"  COPY of the impression rows: {copied.events_per_s:.1f} rows/s")
     results = []
     for source in sources:
         run = naive_runs[source.name]
@@ -320,7 +334,18 @@ async def measure(
                 ),
             }
         )
-    return {"users": options.users, "sources": results}
+    by_source = {r["source"]: r for r in results}
+    app_rate = by_source["app"]["events_per_s"]
+    return {
+        "users": options.users,
+        "sources": results,
+        "copy_rows_per_s": round(copied.events_per_s, 1),
+        "figures": {
+            "consume_vs_naive_app": by_source["app"]["batched_over_naive"],
+            "consume_vs_naive_kit": by_source["kit"]["batched_over_naive"],
+            "consume_vs_copy": _round(ratio(app_rate, copied.events_per_s)),
+        },
+    }
 
 
 def _round(value: float | None) -> float | None:

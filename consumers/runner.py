@@ -1,15 +1,16 @@
 """The consumer loop, spelled out (docs/contract.md §6).
 
-    fetch a bounded batch -> decode -> one transaction per (source, partition) of the batch,
-    run concurrently: inbox insert, apply the new events, park pending, record skipped ->
+    fetch a bounded batch -> decode -> one transaction per source of the batch, run
+    concurrently: inbox insert, apply the new events, park pending, record skipped ->
     dead-letter poison -> commit the batch's offsets once every transaction committed ->
     repeat
 
 While a batch's transactions run, the next batch is fetched and decoded (one prefetch at a
 time, never while an outage holds the batch). A crash anywhere in between redelivers the
 batch; the inbox makes that change nothing. Offsets travel with the records until the
-commit (the batch's ``committable``). Records of one key share a partition, and a
-partition's records are applied in offset order in one transaction, so per-key order holds.
+commit (the batch's ``committable``). Records of one key share a partition of one source's
+topic, and a source's records are applied in offset order in one transaction, so per-key
+order holds.
 
 Failure classes (``consumers.classify``):
 - an outage (database or broker, including a call that outlived its timeout) pauses
@@ -59,7 +60,7 @@ log = logging.getLogger("consumers.runner")
 __all__ = ["NO_HOOKS", "Hooks", "PoisonFlood", "Runner"]
 
 Batch = tuple[list[RawRecord], list[Item]]
-GroupKey = tuple[str, int]  # (source, partition)
+GroupKey = str  # ce_source: one transaction (or isolated slices) per source of a batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,11 +380,13 @@ class Runner:
 
 
 def _groups(items: Iterable[Item]) -> dict[GroupKey, list[Item]]:
-    """Items by (source, partition), each group in offset order."""
+    """Items by source, each group in offset order. Not by partition as well: a transaction
+    costs a handful of statements and a commit whatever its size, so splitting a batch of
+    one source into per-partition transactions measured slower (docs/benchmarks.md)."""
     groups: dict[GroupKey, list[Item]] = {}
     for item in items:
         assert item.event is not None
-        groups.setdefault((item.event.source, item.raw.partition), []).append(item)
+        groups.setdefault(item.event.source, []).append(item)
     return groups
 
 

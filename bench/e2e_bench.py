@@ -1,0 +1,364 @@
+"""Benchmark 3: end to end, HTTP request to applied row, and how the apply rate scales.
+
+Latency: one ingest server and two consumer processes in one group (embedded PostgreSQL,
+Tansu, six partitions per topic). An open-loop sender offers a steady RATE events/s of mixed
+sources over HTTP — half first-party impressions (``POST /events``, 50 per request), half Kit
+events (``POST /webhooks/kit``, 10 per delivery) — on a fixed schedule, whatever the
+answers. A poller looks up the not-yet-applied event ids in ``ingest_inbox`` by primary key
+every POLL_S; a request's latency runs from its scheduled send time to the poll that found
+the last of its events (so it includes up to POLL_S of polling granularity).
+
+Scaling: a mixed backlog (impressions and Kit events) applied by one consumer process, then
+the same backlog (in another database, another group) by two processes of one group. Both
+runs start with the consumers joined and idle, then the backlog is published; the rate runs
+from the first transaction (earliest ``processed_at``) to the last event seen in the inbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+
+from bench import dataset, payloads
+from bench.ingest_bench import start_broker
+from bench.procs import Cleanup, child_env, python, stop_process
+from bench.stats import latency_summary, ratio
+from contract.records import Record
+from core.devstack import EmbeddedPostgres, TansuBroker, free_port
+from core.kafka import make_producer, send_all
+from core.migrate import default_dir, migrate
+from core.settings import Settings
+from core.topics import create_topics
+
+POLL_S = 0.02
+USERS = 5000  # bench.payloads spreads requests over this many users
+SEEN_SQL = "SELECT event_id FROM ingest_inbox WHERE source = $1 AND event_id = ANY($2::text[])"
+
+
+@dataclass(frozen=True, slots=True)
+class E2EOptions:
+    rate: float  # events/s offered
+    duration: float  # measured seconds
+    warmup: float  # seconds at the same rate before, not measured
+    backlog: int  # events per source for the scaling run
+    timeout: float
+
+
+@dataclass(slots=True)
+class Sent:
+    at: float  # scheduled send time, monotonic
+    ids: dict[str, list[str]]  # ce_source -> event ids
+    measured: bool
+    status: int = 0
+    applied_at: float | None = None
+
+
+class Stack:
+    """The servers and the processes one measurement runs."""
+
+    def __init__(self, cleanup: Cleanup, workdir: Path) -> None:
+        self.cleanup = cleanup
+        self.workdir = workdir
+        self.postgres = EmbeddedPostgres(workdir / "pgdata")
+        cleanup.add("stop PostgreSQL", self.postgres.stop_sync)
+        self.postgres.start_sync()
+        self.broker: TansuBroker = start_broker(cleanup)
+
+    def dsn(self, name: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.postgres.port}/{name}"
+
+    async def database(self, name: str) -> str:
+        admin = await asyncpg.connect(self.postgres.dsn)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        dsn = self.dsn(name)
+        await migrate(dsn, default_dir())
+        conn = await asyncpg.connect(dsn)
+        try:
+            await dataset.seed(conn, USERS)
+        finally:
+            await conn.close()
+        return dsn
+
+    async def topics(self) -> Settings:
+        settings = Settings(
+            kafka_bootstrap_servers=self.broker.bootstrap,
+            kafka_idempotent_producer=False,
+            topic_prefix=f"e2e{secrets.token_hex(4)}.",
+        )
+        await create_topics(settings)
+        return settings
+
+    def env(self, settings: Settings, dsn: str) -> dict[str, str]:
+        return child_env(
+            {
+                "DATABASE_URL": dsn,
+                "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap,
+                "KAFKA_IDEMPOTENT_PRODUCER": "false",
+                "TOPIC_PREFIX": settings.topic_prefix,
+                "ENVIRONMENT": "dev",
+                **payloads.secret_env(),
+            }
+        )
+
+    def spawn(self, argv: list[str], env: dict[str, str], name: str) -> tuple[Any, int]:
+        port = free_port()
+        port_var = "PORT" if argv[0] == "serve" else "CONSUMER_METRICS_PORT"
+        proc = self.cleanup.spawn(
+            [python(), "-m", "ingester.cli", *argv],
+            env={**env, port_var: str(port)},
+            cwd=self.workdir,  # empty: no `make dev` env file is read
+            log=self.workdir / f"{name}.log",
+        )
+        return proc, port
+
+    def consumers(self, env: dict[str, str], count: int, group: str) -> list[tuple[Any, int]]:
+        group_env = {**env, "CONSUMER_GROUP": group}
+        return [self.spawn(["consume"], group_env, f"{group}-{i}") for i in range(count)]
+
+
+async def wait_ready(procs: Sequence[tuple[Any, int]], timeout: float = 90.0) -> None:
+    """Every process answers /readyz 200 (a consumer: it holds partitions)."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        for proc, port in procs:
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"a benchmark process exited ({proc.returncode})")
+                try:
+                    if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError("processes not ready in time")
+                await asyncio.sleep(0.1)
+
+
+# -- latency ------------------------------------------------------------------------------
+
+
+def schedule(options: E2EOptions) -> list[tuple[float, payloads.Request, Sent]]:
+    """Requests at fixed offsets: for every 2 x 50 events, one /events batch of 50 and five
+    Kit deliveries of 10, spread evenly."""
+    per_cycle = 2 * payloads.EVENTS_PER_BATCH
+    cycle_s = per_cycle / options.rate
+    kit_per_cycle = payloads.EVENTS_PER_BATCH // payloads.KIT_EVENTS_PER_DELIVERY
+    total_s = options.warmup + options.duration
+    plan: list[tuple[float, payloads.Request, Sent]] = []
+    serial = 0
+    for cycle in range(int(total_s / cycle_s)):
+        base = cycle * cycle_s
+        slots = 1 + kit_per_cycle
+        for slot in range(slots):
+            at = base + slot * cycle_s / slots
+            serial += 1
+            if slot == 0:
+                request = payloads.events_batch(serial)
+                ids = {"app": [i["id"].lower() for i in orjson.loads(request.body)["events"]]}
+            else:
+                request = payloads.kit_delivery(serial)
+                ids = {"kit": [e["id"] for e in orjson.loads(request.body)["events"]]}
+            plan.append((at, request, Sent(at, ids, measured=at >= options.warmup)))
+    return plan
+
+
+async def offer(port: int, plan: Sequence[tuple[float, payloads.Request, Sent]]) -> float:
+    """Send every request at its offset from now (open loop); returns the start time."""
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    started = time.monotonic()
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", timeout=30.0, limits=limits
+    ) as client:
+
+        async def send(request: payloads.Request, sent: Sent) -> None:
+            try:
+                response = await client.request(
+                    request.method, request.path, content=request.body, headers=request.headers
+                )
+                sent.status = response.status_code
+            except httpx.HTTPError:
+                sent.status = -1
+
+        tasks = []
+        for at, request, sent in plan:
+            sent.at = started + at
+            delay = sent.at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(send(request, sent)))
+        await asyncio.gather(*tasks)
+    return started
+
+
+async def poll_applied(
+    dsn: str, sent: Sequence[Sent], sending: asyncio.Task[float], timeout: float
+) -> None:
+    """Mark each request applied when the last of its events is in the inbox."""
+    conn = await asyncpg.connect(dsn)
+    waiting: dict[tuple[str, str], Sent] = {}
+    left: dict[int, int] = {}
+    queued = 0
+    try:
+        deadline = None
+        while True:
+            now = time.monotonic()
+            # A request is outstanding once it went out (offer sets its time as it sends).
+            while queued < len(sent) and sent[queued].at <= now:
+                request = sent[queued]
+                for source, ids in request.ids.items():
+                    for event_id in ids:
+                        waiting[(source, event_id)] = request
+                left[id(request)] = sum(len(ids) for ids in request.ids.values())
+                queued += 1
+            by_source: dict[str, list[str]] = {}
+            for source, event_id in waiting:
+                by_source.setdefault(source, []).append(event_id)
+            for source, ids in by_source.items():
+                found = await conn.fetch(SEEN_SQL, source, ids)
+                seen_at = time.monotonic()
+                for row in found:
+                    request = waiting.pop((source, row["event_id"]))
+                    left[id(request)] -= 1
+                    if left[id(request)] == 0:
+                        request.applied_at = seen_at
+            if sending.done() and queued == len(sent) and not waiting:
+                return
+            if sending.done() and deadline is None:
+                deadline = time.monotonic() + timeout
+            if deadline is not None and time.monotonic() > deadline:
+                return
+            await asyncio.sleep(POLL_S)
+    finally:
+        await conn.close()
+
+
+async def latency(stack: Stack, options: E2EOptions, log: Callable[[str], None]) -> dict[str, Any]:
+    dsn = await stack.database("bench_e2e")
+    settings = await stack.topics()
+    env = stack.env(settings, dsn)
+    server = stack.spawn(["serve"], env, "ingest-server")
+    consumers = stack.consumers(env, 2, f"bench-e2e-{secrets.token_hex(4)}")
+    try:
+        await wait_ready([server, *consumers])
+        plan = schedule(options)
+        log(
+            f"  offering {options.rate:.0f} events/s for {options.warmup:.0f} + "
+            f"{options.duration:.0f} s ({len(plan)} requests), two consumer processes"
+        )
+        # Sent.at is rewritten as each request goes out; the poller only reads those sent.
+        sent = [s for _, _, s in plan]
+        for s in sent:
+            s.at = float("inf")
+        sending = asyncio.create_task(offer(server[1], plan))
+        await poll_applied(dsn, sent, sending, options.timeout)
+        await sending
+    finally:
+        for proc, _ in [*consumers, server]:
+            stop_process(proc)
+    measured = [s for s in sent if s.measured]
+    ok = [s for s in measured if 200 <= s.status < 300]
+    applied = [s.applied_at - s.at for s in ok if s.applied_at is not None]
+    events = sum(len(ids) for s in measured for ids in s.ids.values())
+    summary = latency_summary(applied)
+    return {
+        "rate_events_per_s": options.rate,
+        "duration_s": options.duration,
+        "requests": len(measured),
+        "events": events,
+        "not_ok": len(measured) - len(ok),
+        "not_applied": len(ok) - len(applied),
+        "poll_s": POLL_S,
+        "latency_ms": summary,
+    }
+
+
+# -- scaling ------------------------------------------------------------------------------
+
+
+async def apply_rate(
+    stack: Stack,
+    processes: int,
+    records: Sequence[Record],
+    expected: int,
+    timeout: float,
+) -> dict[str, Any]:
+    dsn = await stack.database(f"bench_scale_{processes}")
+    settings = await stack.topics()
+    consumers = stack.consumers(
+        stack.env(settings, dsn), processes, f"bench-scale-{secrets.token_hex(4)}"
+    )
+    conn = await asyncpg.connect(dsn)
+    try:
+        await wait_ready(consumers)
+        producer = make_producer(settings)
+        await producer.start()
+        try:
+            await send_all(producer, settings.topic_prefix, records)
+        finally:
+            await producer.stop()
+        deadline = time.monotonic() + timeout
+        while (count := await conn.fetchval("SELECT count(*) FROM ingest_inbox")) < expected:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{count} of {expected} applied in time")
+            await asyncio.sleep(0.025)
+        done = time.time()
+        first: datetime = await conn.fetchval("SELECT min(processed_at) FROM ingest_inbox")
+    finally:
+        await conn.close()
+        for proc, _ in consumers:
+            stop_process(proc)
+    seconds = done - first.timestamp()
+    return {"processes": processes, "events": expected, "apply_s": round(seconds, 3),
+            "events_per_s": round(expected / seconds, 1)}  # fmt: skip
+
+
+async def scaling(stack: Stack, options: E2EOptions, log: Callable[[str], None]) -> dict[str, Any]:
+    start = datetime.now(UTC) - timedelta(hours=6)
+    records = [
+        *dataset.impression_records(options.backlog, USERS, start),
+        *dataset.kit_records(options.backlog, USERS, start),
+    ]
+    runs = []
+    for processes in (1, 2):
+        run = await apply_rate(stack, processes, records, 2 * options.backlog, options.timeout)
+        log(f"  mixed backlog, {processes} consumer process(es): {run['events_per_s']} events/s")
+        runs.append(run)
+    return {
+        "runs": runs,
+        "two_over_one": _round(ratio(runs[1]["events_per_s"], runs[0]["events_per_s"])),
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+async def measure(stack: Stack, options: E2EOptions, log: Callable[[str], None]) -> dict[str, Any]:
+    result: dict[str, Any] = {"latency": await latency(stack, options, log)}
+    result["scaling"] = await scaling(stack, options, log)
+    p99 = result["latency"]["latency_ms"]["p99"]
+    result["figures"] = {
+        "e2e_p99_ms": None if math.isnan(p99) else round(p99, 1),
+        "consume_2proc_vs_1proc": result["scaling"]["two_over_one"],
+    }
+    return result
+
+
+def run(cleanup: Cleanup, options: E2EOptions, log: Callable[[str], None]) -> dict[str, Any]:
+    stack = Stack(cleanup, cleanup.temp_dir("bench-e2e-"))
+    log(f"PostgreSQL on port {stack.postgres.port}, Tansu on {stack.broker.bootstrap}")
+    return asyncio.run(measure(stack, options, log))
