@@ -63,7 +63,9 @@ class RawRecord:
             offset=record.offset,
             key=record.key,
             value=record.value,
-            headers=tuple((k, bytes(v or b"")) for k, v in (record.headers or ())),
+            headers=tuple(
+                (k, v if type(v) is bytes else bytes(v or b"")) for k, v in (record.headers or ())
+            ),
         )
 
 
@@ -75,22 +77,30 @@ def parse_time(text: str) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _required(record: RawRecord, name: str, event_id: str | None) -> str:
-    value = record.header(name)
-    if not value:
-        raise DecodeError(f"missing header {name}", event_id=event_id)
-    return value
-
-
 def decode(record: RawRecord) -> Event:
-    event_id = record.header(CE_ID)
-    specversion = record.header(CE_SPECVERSION)
+    # One pass over the headers (the first of a repeated name wins, as in RawRecord.header).
+    headers: dict[str, bytes] = {}
+    for name, raw in record.headers:
+        headers.setdefault(name, raw)
+
+    def header(name: str) -> str | None:
+        raw = headers.get(name)
+        return None if raw is None else raw.decode("utf-8", "replace")
+
+    def required(name: str, event_id: str | None) -> str:
+        value = header(name)
+        if not value:
+            raise DecodeError(f"missing header {name}", event_id=event_id)
+        return value
+
+    event_id = header(CE_ID)
+    specversion = header(CE_SPECVERSION)
     if specversion is not None and specversion != "1.0":
         raise DecodeError(f"unsupported ce_specversion {specversion!r}", event_id=event_id)
-    event_id = _required(record, CE_ID, None)
-    source = _required(record, CE_SOURCE, event_id)
-    event_type = _required(record, CE_TYPE, event_id)
-    raw_time = _required(record, CE_TIME, event_id)
+    event_id = required(CE_ID, None)
+    source = required(CE_SOURCE, event_id)
+    event_type = required(CE_TYPE, event_id)
+    raw_time = required(CE_TIME, event_id)
     try:
         time = parse_time(raw_time)
     except ValueError:
@@ -101,7 +111,7 @@ def decode(record: RawRecord) -> Event:
         data = orjson.loads(record.value)
     except orjson.JSONDecodeError as exc:
         raise DecodeError(f"value is not JSON: {exc}", event_id=event_id) from None
-    partition_key = record.header(CE_PARTITIONKEY)
+    partition_key = header(CE_PARTITIONKEY)
     if partition_key is None:
         partition_key = (record.key or b"").decode("utf-8", "replace")
     return Event(
@@ -111,7 +121,7 @@ def decode(record: RawRecord) -> Event:
         time=time,
         partition_key=partition_key,
         data=data,
-        received_at=_optional_time(record.header(RECEIVED_AT)),
+        received_at=_optional_time(header(RECEIVED_AT)),
         position=record.position,
     )
 

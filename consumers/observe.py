@@ -32,13 +32,16 @@ def observe_batch(
     for source, size in sizes.items():
         metrics.BATCH_SIZE.labels(source).observe(size)
     batch = BatchReport(size=len(items), dead=list(dead))
+    events: dict[tuple[str, str], int] = {}  # (source, outcome) -> events; one inc() each
     for report in reports:
         for source, seconds in report.latency_s.items():
             metrics.APPLY_LATENCY.labels(source).observe(seconds)
         for settled in report.settled:
-            outcome = settled.disposition.value
-            metrics.EVENTS.labels(settled.event.source, outcome).inc()
-            batch.counts[outcome] = batch.counts.get(outcome, 0) + 1
+            key = (settled.event.source, settled.disposition.value)
+            events[key] = events.get(key, 0) + 1
+    for (source, outcome), count in events.items():
+        metrics.EVENTS.labels(source, outcome).inc(count)
+        batch.counts[outcome] = batch.counts.get(outcome, 0) + count
     for letter in dead:
         metrics.EVENTS.labels(letter.source or "?", Disposition.DEAD.value).inc()
     if dead:
