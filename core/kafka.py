@@ -49,6 +49,9 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(**options)
 
 
+FETCH_MAX_WAIT_MS = 50
+
+
 def make_consumer(settings: Settings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
     """An unstarted group consumer with manual commits, reading from the earliest offset
     when the group has none."""
@@ -58,6 +61,10 @@ def make_consumer(settings: Settings, *topics: str, **overrides: Any) -> AIOKafk
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "max_poll_records": settings.consumer_batch_max,
+        # How long the broker may hold a fetch that found nothing. Kafka answers as soon as
+        # data arrives, but the embedded broker answers at the end of the window, which put
+        # half of the 500 ms default on every event's latency (docs/benchmarks.md).
+        "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
         "client_id": "ingester-consumer",
     }
     options.update(overrides)
