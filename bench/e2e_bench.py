@@ -4,9 +4,11 @@ Latency: one ingest server and two consumer processes in one group (embedded Pos
 Tansu, six partitions per topic). An open-loop sender offers a steady RATE events/s of mixed
 sources over HTTP — half first-party impressions (``POST /events``, 50 per request), half Kit
 events (``POST /webhooks/kit``, 10 per delivery) — on a fixed schedule, whatever the
-answers. A poller looks up the not-yet-applied event ids in ``ingest_inbox`` by primary key
-every POLL_S; a request's latency runs from its scheduled send time to the poll that found
-the last of its events (so it includes up to POLL_S of polling granularity).
+answers. The server records the commit time of every transaction (``track_commit_timestamp``),
+so each event's applied time is the commit time of the transaction that wrote its inbox row
+(``pg_xact_commit_timestamp(xmin)``), read once at the end instead of polled under load. A
+request's latency runs from its scheduled send time to the commit of the last of its
+events.
 
 Scaling: a mixed backlog (impressions and Kit events) applied by one consumer process, then
 the same backlog (in another database, another group) by two processes of one group. Both
@@ -41,9 +43,11 @@ from core.migrate import default_dir, migrate
 from core.settings import Settings
 from core.topics import create_topics
 
-POLL_S = 0.02
 USERS = 5000  # bench.payloads spreads requests over this many users
-SEEN_SQL = "SELECT event_id FROM ingest_inbox WHERE source = $1 AND event_id = ANY($2::text[])"
+COMMITTED_SQL = """
+SELECT source, event_id, extract(epoch FROM pg_xact_commit_timestamp(xmin))::float8 AS at
+FROM ingest_inbox
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +61,12 @@ class E2EOptions:
 
 @dataclass(slots=True)
 class Sent:
-    at: float  # scheduled send time, monotonic
+    at: float  # scheduled send time: offset from the start, then wall-clock seconds
     ids: dict[str, list[str]]  # ce_source -> event ids
     measured: bool
     status: int = 0
-    applied_at: float | None = None
+    answered_at: float | None = None  # wall clock
+    applied_at: float | None = None  # wall-clock commit of its last event
 
 
 class Stack:
@@ -72,6 +77,9 @@ class Stack:
         self.workdir = workdir
         self.postgres = EmbeddedPostgres(workdir / "pgdata")
         cleanup.add("stop PostgreSQL", self.postgres.stop_sync)
+        self.postgres.start_sync()
+        asyncio.run(_track_commit_timestamps(self.postgres.dsn))
+        self.postgres.stop_sync()  # the setting takes a restart
         self.postgres.start_sync()
         self.broker: TansuBroker = start_broker(cleanup)
 
@@ -130,6 +138,14 @@ class Stack:
         return [self.spawn(["consume"], group_env, f"{group}-{i}") for i in range(count)]
 
 
+async def _track_commit_timestamps(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("ALTER SYSTEM SET track_commit_timestamp = on")
+    finally:
+        await conn.close()
+
+
 async def wait_ready(procs: Sequence[tuple[Any, int]], timeout: float = 90.0) -> None:
     """Every process answers /readyz 200 (a consumer: it holds partitions)."""
     deadline = time.monotonic() + timeout
@@ -176,10 +192,10 @@ def schedule(options: E2EOptions) -> list[tuple[float, payloads.Request, Sent]]:
     return plan
 
 
-async def offer(port: int, plan: Sequence[tuple[float, payloads.Request, Sent]]) -> float:
-    """Send every request at its offset from now (open loop); returns the start time."""
+async def offer(port: int, plan: Sequence[tuple[float, payloads.Request, Sent]]) -> None:
+    """Send every request at its offset from now (open loop), whatever the answers."""
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    started = time.monotonic()
+    started, started_wall = time.monotonic(), time.time()
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{port}", timeout=30.0, limits=limits
     ) as client:
@@ -190,60 +206,38 @@ async def offer(port: int, plan: Sequence[tuple[float, payloads.Request, Sent]])
                     request.method, request.path, content=request.body, headers=request.headers
                 )
                 sent.status = response.status_code
+                sent.answered_at = time.time()
             except httpx.HTTPError:
                 sent.status = -1
 
         tasks = []
         for at, request, sent in plan:
-            sent.at = started + at
-            delay = sent.at - time.monotonic()
+            sent.at = started_wall + at
+            delay = started + at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(send(request, sent)))
         await asyncio.gather(*tasks)
-    return started
 
 
-async def poll_applied(
-    dsn: str, sent: Sequence[Sent], sending: asyncio.Task[float], timeout: float
-) -> None:
-    """Mark each request applied when the last of its events is in the inbox."""
+async def collect_applied(dsn: str, sent: Sequence[Sent], timeout: float) -> None:
+    """Wait until every event is in the inbox (or ``timeout``), then give each request the
+    commit time of its last event."""
+    expected = sum(len(ids) for s in sent for ids in s.ids.values())
     conn = await asyncpg.connect(dsn)
-    waiting: dict[tuple[str, str], Sent] = {}
-    left: dict[int, int] = {}
-    queued = 0
     try:
-        deadline = None
-        while True:
-            now = time.monotonic()
-            # A request is outstanding once it went out (offer sets its time as it sends).
-            while queued < len(sent) and sent[queued].at <= now:
-                request = sent[queued]
-                for source, ids in request.ids.items():
-                    for event_id in ids:
-                        waiting[(source, event_id)] = request
-                left[id(request)] = sum(len(ids) for ids in request.ids.values())
-                queued += 1
-            by_source: dict[str, list[str]] = {}
-            for source, event_id in waiting:
-                by_source.setdefault(source, []).append(event_id)
-            for source, ids in by_source.items():
-                found = await conn.fetch(SEEN_SQL, source, ids)
-                seen_at = time.monotonic()
-                for row in found:
-                    request = waiting.pop((source, row["event_id"]))
-                    left[id(request)] -= 1
-                    if left[id(request)] == 0:
-                        request.applied_at = seen_at
-            if sending.done() and queued == len(sent) and not waiting:
-                return
-            if sending.done() and deadline is None:
-                deadline = time.monotonic() + timeout
-            if deadline is not None and time.monotonic() > deadline:
-                return
-            await asyncio.sleep(POLL_S)
+        deadline = time.monotonic() + timeout
+        while await conn.fetchval("SELECT count(*) FROM ingest_inbox") < expected:
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        committed = {(r["source"], r["event_id"]): r["at"] for r in await conn.fetch(COMMITTED_SQL)}
     finally:
         await conn.close()
+    for request in sent:
+        times = [committed.get((src, i)) for src, ids in request.ids.items() for i in ids]
+        if times and all(t is not None for t in times):
+            request.applied_at = max(t for t in times if t is not None)
 
 
 async def latency(stack: Stack, options: E2EOptions, log: Callable[[str], None]) -> dict[str, Any]:
@@ -259,13 +253,9 @@ async def latency(stack: Stack, options: E2EOptions, log: Callable[[str], None])
             f"  offering {options.rate:.0f} events/s for {options.warmup:.0f} + "
             f"{options.duration:.0f} s ({len(plan)} requests), two consumer processes"
         )
-        # Sent.at is rewritten as each request goes out; the poller only reads those sent.
+        await offer(server[1], plan)
         sent = [s for _, _, s in plan]
-        for s in sent:
-            s.at = float("inf")
-        sending = asyncio.create_task(offer(server[1], plan))
-        await poll_applied(dsn, sent, sending, options.timeout)
-        await sending
+        await collect_applied(dsn, sent, options.timeout)
     finally:
         for proc, _ in [*consumers, server]:
             stop_process(proc)
@@ -274,6 +264,7 @@ async def latency(stack: Stack, options: E2EOptions, log: Callable[[str], None])
     applied = [s.applied_at - s.at for s in ok if s.applied_at is not None]
     events = sum(len(ids) for s in measured for ids in s.ids.values())
     summary = latency_summary(applied)
+    answered = [s.answered_at - s.at for s in ok if s.answered_at is not None]
     return {
         "rate_events_per_s": options.rate,
         "duration_s": options.duration,
@@ -281,8 +272,8 @@ async def latency(stack: Stack, options: E2EOptions, log: Callable[[str], None])
         "events": events,
         "not_ok": len(measured) - len(ok),
         "not_applied": len(ok) - len(applied),
-        "poll_s": POLL_S,
         "latency_ms": summary,
+        "http_answer_ms": latency_summary(answered),
     }
 
 
