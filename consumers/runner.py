@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -72,6 +73,7 @@ class Hooks:
 
 
 DEFAULT_BACKOFF = Backoff()
+RACE_RETRIES = 3  # immediate retries of a deadlocked transaction before the outage path
 NO_HOOKS = Hooks()
 
 
@@ -292,7 +294,18 @@ class Runner:
 
         async def one(key: GroupKey) -> None:
             async with gate:
-                await self._isolate(groups[key], progress[key])
+                for attempt in range(RACE_RETRIES + 1):
+                    try:
+                        await self._isolate(groups[key], progress[key])
+                        return
+                    except asyncpg.exceptions.TransactionRollbackError as exc:
+                        # A lost race (deadlock, serialization failure) with a concurrent
+                        # transaction: its rival has committed or rolled back by now, so
+                        # retry at once instead of pausing the consumer for an outage.
+                        if attempt == RACE_RETRIES:
+                            raise
+                        log.info("transaction lost a race; retrying", extra={"error": str(exc)})
+                        await asyncio.sleep(random.uniform(0.0, 0.05))
 
         outcomes = await asyncio.gather(*(one(k) for k in groups), return_exceptions=True)
         failures = [o for o in outcomes if isinstance(o, BaseException)]

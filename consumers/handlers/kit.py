@@ -29,7 +29,7 @@ FROM user_profiles AS p
 LEFT JOIN ingest_kit_versions AS v ON v.user_profile_id = p.id
 WHERE lower(p.email) = ANY($1::text[])
 ORDER BY p.id
-FOR UPDATE OF p
+FOR NO KEY UPDATE OF p
 """
 
 UPDATE_PROFILES = """
