@@ -45,6 +45,7 @@ from core.settings import Settings
 from core.topics import create_topics
 
 SENDER_CONNECTIONS = 64
+SETTLE_S = 5.0
 USERS = 5000  # bench.payloads spreads requests over this many users
 COMMITTED_SQL = """
 SELECT source, event_id, extract(epoch FROM pg_xact_commit_timestamp(xmin))::float8 AS at
@@ -147,6 +148,14 @@ async def _track_commit_timestamps(dsn: str) -> None:
         await conn.execute("ALTER SYSTEM SET track_commit_timestamp = on")
     finally:
         await conn.close()
+
+
+async def wait_settled(procs: Sequence[tuple[Any, int]]) -> None:
+    """Ready, and still ready after SETTLE_S: a member that joined last makes the group
+    rebalance, which must be over before the clock starts."""
+    await wait_ready(procs)
+    await asyncio.sleep(SETTLE_S)
+    await wait_ready(procs)
 
 
 async def wait_ready(procs: Sequence[tuple[Any, int]], timeout: float = 90.0) -> None:
@@ -262,7 +271,7 @@ async def latency(stack: Stack, options: E2EOptions, log: Callable[[str], None])
     server = stack.spawn(["serve"], env, "ingest-server")
     consumers = stack.consumers(env, 2, f"bench-e2e-{secrets.token_hex(4)}")
     try:
-        await wait_ready([server, *consumers])
+        await wait_settled([server, *consumers])
         plan = schedule(options)
         log(
             f"  offering {options.rate:.0f} events/s for {options.warmup:.0f} + "
@@ -310,7 +319,7 @@ async def apply_rate(
     )
     conn = await asyncpg.connect(dsn)
     try:
-        await wait_ready(consumers)
+        await wait_settled(consumers)
         producer = make_producer(settings)
         await producer.start()
         try:
