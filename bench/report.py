@@ -138,7 +138,31 @@ def ingest_tables(ingest: dict[str, Any]) -> str:
 
 
 def consume_table(consume: dict[str, Any]) -> str:
-    return columns_table(CONSUME, consume["sources"])
+    text = columns_table(CONSUME, consume["sources"])
+    if consume.get("copy_rows_per_s"):
+        text += f"\nCOPY of the same impression rows: {consume['copy_rows_per_s']:,.0f} rows/s"
+    return text
+
+
+def e2e_text(e2e: dict[str, Any]) -> str:
+    lat, scaling = e2e["latency"], e2e["scaling"]
+    applied, answered = lat["latency_ms"], lat["http_answer_ms"]
+    lines = [
+        f"offered {lat['rate_events_per_s']:,.0f} events/s for {lat['duration_s']:g} s: "
+        f"{lat['requests']} requests, {lat['events']} events, not ok {lat['not_ok']}, "
+        f"not applied {lat['not_applied']}",
+        f"request -> applied  ms: p50 {applied['p50']}  p90 {applied['p90']}  "
+        f"p99 {applied['p99']}  max {applied['max']}",
+        f"request -> answered ms: p50 {answered['p50']}  p90 {answered['p90']}  "
+        f"p99 {answered['p99']}  max {answered['max']}",
+    ]
+    for run in scaling["runs"]:
+        lines.append(
+            f"mixed backlog, {run['processes']} consumer process(es): "
+            f"{run['events_per_s']:,.0f} events/s ({run['events']} events)"
+        )
+    lines.append(f"two processes / one: {scaling['two_over_one']}")
+    return "\n".join(lines)
 
 
 def render(results: dict[str, Any]) -> str:
@@ -166,6 +190,12 @@ def render(results: dict[str, Any]) -> str:
             "",
             "== parked events (live rate, retry pass, pending list) ==",
             text(results["parked"]),
+        ]
+    if "e2e" in results:
+        parts += [
+            "",
+            "== end to end (open-loop HTTP -> two consumers -> committed) and scaling ==",
+            e2e_text(results["e2e"]),
         ]
     return "\n".join(parts)
 
