@@ -99,7 +99,7 @@ def run(args: argparse.Namespace, cleanup: Cleanup) -> dict[str, Any]:
             rate=args.e2e_rate,
             duration=_pick(args.e2e_duration, 30.0, 5.0, args.quick),
             warmup=_pick(None, 3.0, 1.0, args.quick),
-            backlog=_pick(None, 10_000, 2_000, args.quick),
+            backlog=_pick(None, 20_000, 2_000, args.quick),
             timeout=300,
         )
         results["options_e2e"] = _fields(e2e)

@@ -31,8 +31,10 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
+import psutil
 
 from bench import dataset, payloads
+from bench.consumer_bench import CpuMeter, postmaster
 from bench.ingest_bench import start_broker
 from bench.loadgen import ProtocolError, read_response
 from bench.procs import Cleanup, child_env, python, stop_process
@@ -318,8 +320,11 @@ async def apply_rate(
         stack.env(settings, dsn), processes, f"bench-scale-{secrets.token_hex(4)}"
     )
     conn = await asyncpg.connect(dsn)
+    meter = CpuMeter(lambda: [psutil.Process(p.pid) for p, _ in consumers])
+    pg_meter = CpuMeter(lambda: postmaster(stack.postgres.data_dir))
     try:
         await wait_settled(consumers)
+        before = (time.time(), meter.read(), pg_meter.read(), _machine_busy())
         producer = make_producer(settings)
         await producer.start()
         try:
@@ -332,14 +337,31 @@ async def apply_rate(
                 raise TimeoutError(f"{count} of {expected} applied in time")
             await asyncio.sleep(0.025)
         done = time.time()
+        after = (done, meter.read(), pg_meter.read(), _machine_busy())
         first: datetime = await conn.fetchval("SELECT min(processed_at) FROM ingest_inbox")
     finally:
         await conn.close()
         for proc, _ in consumers:
             stop_process(proc)
     seconds = done - first.timestamp()
-    return {"processes": processes, "events": expected, "apply_s": round(seconds, 3),
-            "events_per_s": round(expected / seconds, 1)}  # fmt: skip
+    window = after[0] - before[0]
+    return {
+        "processes": processes,
+        "events": expected,
+        "apply_s": round(seconds, 3),
+        "events_per_s": round(expected / seconds, 1),
+        # Cores used from the publish to the last event: what the consumers and PostgreSQL
+        # got, and how busy the whole machine was (other work included).
+        "consumer_cpu_cores": round(CpuMeter.used(before[1], after[1]) / window, 2),
+        "postgres_cpu_cores": round(CpuMeter.used(before[2], after[2]) / window, 2),
+        "machine_busy_cores": round((after[3] - before[3]) / window, 2),
+    }
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine spent busy so far (all cores, all processes)."""
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
 async def scaling(stack: Stack, options: E2EOptions, log: Callable[[str], None]) -> dict[str, Any]:

@@ -159,7 +159,9 @@ def e2e_text(e2e: dict[str, Any]) -> str:
     for run in scaling["runs"]:
         lines.append(
             f"mixed backlog, {run['processes']} consumer process(es): "
-            f"{run['events_per_s']:,.0f} events/s ({run['events']} events)"
+            f"{run['events_per_s']:,.0f} events/s ({run['events']} events); cores used: "
+            f"consumers {run.get('consumer_cpu_cores')}, postgres "
+            f"{run.get('postgres_cpu_cores')}, whole machine {run.get('machine_busy_cores')}"
         )
     lines.append(f"two processes / one: {scaling['two_over_one']}")
     return "\n".join(lines)
