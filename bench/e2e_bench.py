@@ -1,4 +1,4 @@
-"""Benchmark 3: end to end, HTTP request to applied row, and how the apply rate scales.
+"""Benchmark 4: end to end, HTTP request to applied row, and how the apply rate scales.
 
 Latency: one ingest server and two consumer processes in one group (embedded PostgreSQL,
 Tansu, six partitions per topic). An open-loop sender offers a steady RATE events/s of mixed
