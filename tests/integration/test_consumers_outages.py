@@ -134,8 +134,9 @@ async def test_a_frozen_database_becomes_an_outage_and_catches_up(
             await until(lambda: inbox_has(pool, {r.header("ce_id") for r in before}), "before")
             with frozen(private_postgres.data_dir):
                 await publish(bootstrap, settings.topic_prefix, during)
-                # Bounded: the transaction deadline (2 s) plus a backoff step, well within.
-                await until(lambda: _true(runner.paused), "the runner to pause", timeout=15)
+                # Without the bounds the transaction would hang here for ever; with them it is
+                # cut after DB_TRANSACTION_TIMEOUT_S (2 s). The wait is generous for load.
+                await until(lambda: _true(runner.paused), "the runner to pause", timeout=30)
                 assert REGISTRY.get_sample_value("consumer_paused") == 1
                 assert not task.done()
                 dlq_topic = topic_name(settings.topic_prefix, DLQ)
