@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv dev test lint typecheck format bench clean
+.PHONY: venv dev test test-faults lint typecheck format bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=python3.11)")'
@@ -22,6 +22,11 @@ dev: $(STAMP)
 ## The whole test suite against real servers (embedded unless DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS).
 test: $(STAMP)
 	$(BIN)/pytest
+
+## Whole-system faults (crashes, outages, poison, restarts, replay) against an oracle; ~6 min.
+## FAULTS_SEED=<n> replays a run (the seed is printed).
+test-faults: $(STAMP)
+	$(BIN)/pytest tests/faults -s
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -66,6 +66,8 @@ def make_consumer(settings: Settings, *topics: str, **overrides: Any) -> AIOKafk
         # half of the 500 ms default on every event's latency (docs/benchmarks.md).
         "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
         "client_id": "ingester-consumer",
+        "session_timeout_ms": settings.consumer_session_timeout_ms,
+        "heartbeat_interval_ms": settings.consumer_heartbeat_interval_ms,
     }
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **options)

@@ -83,6 +83,9 @@ class Settings:
     poison_max_share: float = 0.5
     shutdown_deadline_s: float = 20.0
     consumer_metrics_port: int = 9100
+    # Group membership: how soon a member that died without leaving is replaced.
+    consumer_session_timeout_ms: int = 10_000
+    consumer_heartbeat_interval_ms: int = 3_000
     dlq_max_replays: int = 3
     inbox_retention_days: int = 30
     skipped_retention_days: int = 90
@@ -207,6 +210,11 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "POISON_MAX_SHARE": ("poison_max_share", _float),
     "SHUTDOWN_DEADLINE_S": ("shutdown_deadline_s", _float),
     "CONSUMER_METRICS_PORT": ("consumer_metrics_port", _int),
+    "CONSUMER_SESSION_TIMEOUT_MS": ("consumer_session_timeout_ms", lambda n, v: _int(n, v, 1)),
+    "CONSUMER_HEARTBEAT_INTERVAL_MS": (
+        "consumer_heartbeat_interval_ms",
+        lambda n, v: _int(n, v, 1),
+    ),
     "DLQ_MAX_REPLAYS": ("dlq_max_replays", _int),
     "INBOX_RETENTION_DAYS": ("inbox_retention_days", lambda n, v: _int(n, v, 1)),
     "SKIPPED_RETENTION_DAYS": ("skipped_retention_days", lambda n, v: _int(n, v, 1)),

@@ -1,0 +1,89 @@
+"""Steps shared by the scenarios: prepare a database for a workload, wait until the
+consumers have recorded every event, settle the parked ones, compare with the oracle."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import asyncpg
+
+from tests.faults import dbstate, logscan
+from tests.faults.dbstate import Comparison
+from tests.faults.harness import Harness
+from tests.faults.oracle import Expected, expect
+from tests.faults.workload import Workload
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    comparison: Comparison
+    expected: Expected
+    caught_up_s: float  # from the call until every event was recorded
+    retries: int  # `ingester pending retry` runs needed
+
+
+def known_ids(workload: Workload) -> set[tuple[str, str]]:
+    return {(e.source, e.id) for e in workload.events if e.kind != "kit-legacy"}
+
+
+async def wait_recorded(
+    harness: Harness, workload: Workload, timeout: float = 180.0
+) -> float:
+    """Seconds until every event is in the inbox, parked or skipped."""
+    known = known_ids(workload)
+    legacy = sum(e.kind == "kit-legacy" for e in workload.events)
+    started = time.monotonic()
+    conn = await asyncpg.connect(harness.database_url)
+    try:
+        while True:
+            seen = await dbstate.processed_ids(conn)
+            missing = known - seen
+            if not missing and len(dbstate.legacy_ids(seen, known)) >= legacy:
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                raise AssertionError(
+                    f"{len(missing)} events never recorded, e.g. {sorted(missing)[:5]}"
+                )
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+
+
+async def settle(harness: Harness, workload: Workload, timeout: float = 180.0) -> Settled:
+    """Wait until every event is recorded, run `ingester pending retry` until the parked
+    events are exactly those that can never apply, and compare with the oracle."""
+    caught_up = await wait_recorded(harness, workload, timeout)
+    expected = expect(workload)
+    conn = await asyncpg.connect(harness.database_url)
+    retries = 0
+    try:
+        for retries in range(1, 6):
+            done = harness.cli("pending", "retry")
+            assert done.returncode == 0, done.stderr
+            actual = await dbstate.read(conn, workload.people)
+            if actual.pending <= expected.pending | _legacy(actual.pending, workload):
+                break
+        comparison = dbstate.compare(expected, await dbstate.read(conn, workload.people))
+    finally:
+        await conn.close()
+    return Settled(comparison, expected, caught_up, retries)
+
+
+def _legacy(ids: set[tuple[str, str]], workload: Workload) -> set[tuple[str, str]]:
+    return dbstate.legacy_ids(ids, known_ids(workload))
+
+
+def check_logs(harness: Harness, workload: Workload | None = None) -> int:
+    """Assert that no log line of the scenario leaks a secret or PII; returns lines read."""
+    pii = [p.email for p in workload.people] + [p.phone for p in workload.people] if workload else []
+    lines, leaks = logscan.scan(logscan.files(harness.log_dir), pii)
+    assert not leaks, f"{len(leaks)} leaking log lines, e.g. {leaks[:5]}"
+    return lines
+
+
+def report(title: str, figures: dict[str, object]) -> None:
+    print(f"\n== {title}")
+    for name, value in figures.items():
+        print(f"   {name}: {value}")
