@@ -169,6 +169,10 @@ class Harness:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child.pid, signum)
 
+    def kill_pid(self, pid: int, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
     def stop(self, child: Child, timeout: float = 30.0) -> int:
         if child.alive():
             self.kill(child, signal.SIGTERM)
