@@ -31,7 +31,8 @@ async def _nothing() -> None:
 
 class Outages:
     """``on_attempt`` is called after every failed attempt (the loop is alive, only blocked);
-    ``quiesce`` is awaited before the consumer is polled, so no other fetch is in flight."""
+    ``quiesce`` is awaited before the consumer is polled, so no other fetch is in flight;
+    ``on_idle`` each time a paused wait begins (e.g. to keep the lag gauge moving)."""
 
     def __init__(
         self,
@@ -41,12 +42,14 @@ class Outages:
         io_timeout_s: float = 10.0,
         on_attempt: Callable[[], None] = lambda: None,
         quiesce: Callable[[], Awaitable[None]] = _nothing,
+        on_idle: Callable[[], Awaitable[None]] = _nothing,
     ) -> None:
         self._consumer = consumer
         self._backoff = backoff
         self._io_timeout_s = io_timeout_s
         self._on_attempt = on_attempt
         self._quiesce = quiesce
+        self._on_idle = on_idle
         self.paused = False
 
     async def retrying(self, what: str, step: Callable[[], Awaitable[T]]) -> T:
@@ -95,6 +98,7 @@ class Outages:
         """Wait while paused, polling the consumer. Partitions assigned meanwhile (a
         rebalance) are paused too and rewound to the first record they returned."""
         await self._quiesce()
+        await self._on_idle()
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             self._consumer.pause(*self._consumer.assignment())

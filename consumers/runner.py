@@ -117,6 +117,7 @@ class Runner:
             io_timeout_s=self.io_timeout_s,
             on_attempt=self.liveness.beat,
             quiesce=self._quiesce,
+            on_idle=self._refresh_lag,
         )
         self.flood = FloodGuard(
             max_share=settings.poison_max_share,
@@ -368,6 +369,22 @@ class Runner:
             return
         self._committed.update(mine)
         self._update_lag()
+
+    async def _refresh_lag(self) -> None:
+        """While paused nothing is fetched, so the highwater marks stand still: ask the broker
+        for the partition ends instead, so the lag gauge shows the backlog growing."""
+        assigned = list(self.consumer.assignment())
+        if not assigned:
+            return
+        try:
+            ends = await asyncio.wait_for(self.consumer.end_offsets(assigned), self.io_timeout_s)
+        except (TimeoutError, kafka_errors.KafkaError) as exc:
+            log.debug("lag refresh failed", extra={"error": str(exc)})
+            return
+        for tp, end in ends.items():
+            committed = self._committed.get(tp)
+            if committed is not None:
+                metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - committed))
 
     def _update_lag(self) -> None:
         total = 0
