@@ -225,7 +225,8 @@ async def start(workdir: Path, real: Settings, prefix: str) -> Harness:
     database_url = real.database_url
     bootstrap = real.kafka_bootstrap_servers
     if not database_url:
-        postgres = devstack.EmbeddedPostgres(workdir / "pgdata", fast=True)
+        # Durable (fsync on): a SIGKILLed server must keep what it acknowledged.
+        postgres = devstack.EmbeddedPostgres(workdir / "pgdata")
         await postgres.start()
         database_url = postgres.dsn
     if not bootstrap:

@@ -89,11 +89,15 @@ async def watch_readiness(serve: Child, out: Stream, stop: asyncio.Event) -> Non
 
 
 async def topic_ids(harness: Harness) -> Counter[str]:
-    """ce_id of every record on the Kit topic, read to the end of each partition."""
+    return Counter({f"kit/{k}": n for k, n in (await topic_ids_of(harness, KIT_TOPIC)).items()})
+
+
+async def topic_ids_of(harness: Harness, stream: str) -> Counter[str]:
+    """ce_id of every record on a topic, read to the end of each partition."""
     consumer = AIOKafkaConsumer(bootstrap_servers=harness.bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        topic = harness.prefix + KIT_TOPIC
+        topic = harness.prefix + stream
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or
                                                         await _partitions(consumer, topic))]  # fmt: skip
         consumer.assign(tps)
@@ -103,7 +107,7 @@ async def topic_ids(harness: Harness) -> Counter[str]:
         while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 for record in records:
-                    found["kit/" + dict(record.headers)["ce_id"].decode()] += 1
+                    found[dict(record.headers).get("ce_id", b"-").decode()] += 1
         return found
     finally:
         await consumer.stop()
