@@ -111,7 +111,11 @@ async def read(conn: asyncpg.Connection, people: Sequence[Person]) -> Expected:
         out.settings[(r["uid"], r["channel"])] = r["enabled"]
     for r in await conn.fetch("SELECT * FROM user_notification_setting_stats WHERE users <> 0"):
         out.stats[(r["channel"], r["enabled"])] = r["users"]
-    for r in await conn.fetch("SELECT email, kit_subscriber_id, kit_state FROM user_profiles"):
+    emails = [p.email for p in people]
+    for r in await conn.fetch(
+        "SELECT email, kit_subscriber_id, kit_state FROM user_profiles WHERE email = ANY($1)",
+        emails,
+    ):
         out.kit[r["email"]] = (r["kit_subscriber_id"], r["kit_state"])
     names = {
         r["id"]: r["name"]
