@@ -19,7 +19,8 @@ CLIENT_TIMEOUT_S = 15.0  # bounds a hung request; the server's own limit is much
 @dataclass(slots=True)
 class Outcome:
     request: Request
-    attempts: list[tuple[int, float, bool]] = field(default_factory=list)  # status, s, retry-after
+    # (status or 0 for no answer, seconds, Retry-After present, started at time.monotonic())
+    attempts: list[tuple[int, float, bool, float]] = field(default_factory=list)
 
     @property
     def accepted(self) -> bool:
@@ -32,7 +33,7 @@ class Posted:
     seconds: float
 
     def statuses(self) -> Counter[int]:
-        return Counter(status for o in self.outcomes for status, _, _ in o.attempts)
+        return Counter(a[0] for o in self.outcomes for a in o.attempts)
 
     @property
     def accepted(self) -> int:
@@ -93,10 +94,12 @@ async def _attempt(client: httpx.AsyncClient, base: str, outcome: Outcome) -> tu
         response = await client.post(base + request.path, content=request.body,
                                      headers=request.signed())  # fmt: skip
     except httpx.HTTPError:
-        outcome.attempts.append((0, time.monotonic() - began, False))
+        outcome.attempts.append((0, time.monotonic() - began, False, began))
         return 0, 0.2
     retry_after = response.headers.get("Retry-After")
-    outcome.attempts.append((response.status_code, time.monotonic() - began, bool(retry_after)))
+    outcome.attempts.append(
+        (response.status_code, time.monotonic() - began, bool(retry_after), began)
+    )
     if response.status_code in (400, 401, 404, 413):
         raise AssertionError(
             f"{request.path} answered {response.status_code}: {response.text[:300]}"
