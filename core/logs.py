@@ -77,5 +77,7 @@ def configure(level: str = "INFO") -> None:
     root.setLevel(level)
     # aiokafka's warnings matter (a member leaving the group after max_poll_interval_ms, a
     # failed heartbeat or rebalance, a refused commit): WARNING and up reach the logs, its
-    # repeated reconnect errors once per 30 s (Repeats).
-    logging.getLogger("aiokafka").setLevel(logging.WARNING if level != "DEBUG" else "DEBUG")
+    # repeated reconnect errors once per 30 s (Repeats). At DEBUG it would dump whole fetch
+    # and produce requests, record values (emails, phone numbers) included, so INFO is as
+    # verbose as it gets.
+    logging.getLogger("aiokafka").setLevel(logging.WARNING if level != "DEBUG" else "INFO")
