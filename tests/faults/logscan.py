@@ -20,6 +20,7 @@ class Leak:
     file: str
     line: int
     what: str
+    text: str  # the start of the line, to find the logger that wrote it
 
 
 def scan(paths: Iterable[Path], pii: Iterable[str] = ()) -> tuple[int, list[Leak]]:
@@ -34,13 +35,17 @@ def scan(paths: Iterable[Path], pii: Iterable[str] = ()) -> tuple[int, list[Leak
             lines += 1
             for what, needle in needles:
                 if needle in line:
-                    leaks.append(Leak(path.name, n, what))
+                    leaks.append(Leak(path.name, n, what, _head(line)))
             if EMAIL.search(line):
-                leaks.append(Leak(path.name, n, "email address"))
+                leaks.append(Leak(path.name, n, "email address", _head(line)))
             if PHONE.search(line):
-                leaks.append(Leak(path.name, n, "phone number"))
+                leaks.append(Leak(path.name, n, "phone number", _head(line)))
     return lines, leaks
 
 
 def files(log_dir: Path) -> list[Path]:
     return sorted(p for p in log_dir.glob("*") if p.is_file())
+
+
+def _head(line: bytes) -> str:
+    return line[:200].decode(errors="replace")

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 import asyncpg
+import httpx
 
 from tests.faults import dbstate, logscan
 from tests.faults.dbstate import Comparison
@@ -75,8 +76,23 @@ def _legacy(ids: set[tuple[str, str]], workload: Workload) -> set[tuple[str, str
     return dbstate.legacy_ids(ids, known_ids(workload))
 
 
-def check_logs(harness: Harness, workload: Workload | None = None) -> int:
-    """Assert that no log line of the scenario leaks a secret or PII; returns lines read."""
+async def scrape_metrics(harness: Harness) -> None:
+    """Save every live child's /metrics next to the logs, so labels are scanned too."""
+    async with httpx.AsyncClient(timeout=3.0) as client:
+        for child in harness.children:
+            if not child.alive():
+                continue
+            try:
+                text = (await client.get(f"http://127.0.0.1:{child.port}/metrics")).text
+            except httpx.HTTPError:
+                continue
+            (harness.log_dir / f"metrics-{child.name}.txt").write_text(text)
+
+
+async def check_logs(harness: Harness, workload: Workload | None = None) -> int:
+    """Assert that no log line or metric of the scenario leaks a secret or PII; returns the
+    lines read."""
+    await scrape_metrics(harness)
     pii = [p.email for p in workload.people] + [p.phone for p in workload.people] if workload else []
     lines, leaks = logscan.scan(logscan.files(harness.log_dir), pii)
     assert not leaks, f"{len(leaks)} leaking log lines, e.g. {leaks[:5]}"

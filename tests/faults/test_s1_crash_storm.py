@@ -65,7 +65,7 @@ async def test_crash_storm(harness: Harness, seed: int) -> None:
     storm_s = time.monotonic() - started
 
     settled = await scenario.settle(harness, workload)
-    lines = scenario.check_logs(harness, workload)
+    lines = await scenario.check_logs(harness, workload)
     comparison = settled.comparison
     scenario.report(
         "crash storm",

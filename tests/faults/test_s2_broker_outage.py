@@ -159,7 +159,7 @@ async def test_broker_sigstop(harness: Harness, seed: int) -> None:
     assert any(s == 503 for _, s, _, _, _ in out.answers), "the freeze produced no 503"
     assert 503 in during or 0 in during, "readiness stayed 200 while the broker was frozen"
     assert out.readiness[-1][1] == 200
-    scenario.check_logs(harness)
+    await scenario.check_logs(harness)
 
 
 @needs_private_broker()
@@ -195,7 +195,7 @@ async def test_broker_kill_restart(harness: Harness, seed: int) -> None:
     assert after and after <= set(on_topic)
     assert 503 in down, "readiness stayed 200 while the broker was down"
     assert serve.alive()
-    scenario.check_logs(harness)
+    await scenario.check_logs(harness)
 
 
 async def _until_ready(out: Stream, serve: Child, timeout: float = 60.0) -> float:

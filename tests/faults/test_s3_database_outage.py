@@ -112,4 +112,4 @@ async def test_database_outage(harness: Harness, seed: int) -> None:
     assert dead_rows == 0 and dlq_records == 0
     assert posted.accepted == len(workload.requests)
     assert comparison.duplicates == 0 and comparison.losses == 0, comparison.summary()
-    scenario.check_logs(harness, workload)
+    await scenario.check_logs(harness, workload)

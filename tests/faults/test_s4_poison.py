@@ -211,4 +211,4 @@ async def test_poison(harness: Harness, seed: int) -> None:
     assert again[repaired_id] == 1, "the repaired record was dead-lettered again"
     # The others fail again and are dead-lettered a second time, with their replay count.
     assert len(after) == 2 * len(bad) - 1
-    scenario.check_logs(harness, workload)
+    await scenario.check_logs(harness, workload)

@@ -76,4 +76,4 @@ async def test_rolling_restart(harness: Harness, seed: int) -> None:
     assert replacement.alive() and members[1].alive()
     assert "Traceback" not in leaving_log, leaving_log[-2000:]
     assert comparison.duplicates == 0 and comparison.losses == 0, comparison.summary()
-    scenario.check_logs(harness, workload)
+    await scenario.check_logs(harness, workload)

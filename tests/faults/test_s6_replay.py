@@ -122,4 +122,4 @@ async def test_replay_from_offset_zero(harness: Harness, seed: int) -> None:
     assert versus_oracle.losses == 0 and versus_oracle.duplicates == 0, versus_oracle.summary()
     assert versus_original.losses == 0 and versus_original.duplicates == 0
     assert counts_rebuilt[1:] == counts_before[1:]
-    scenario.check_logs(harness, workload)
+    await scenario.check_logs(harness, workload)
