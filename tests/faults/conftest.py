@@ -49,9 +49,9 @@ def faults_dir() -> Iterator[Path]:
 
 
 @pytest.fixture
-async def harness(faults_dir: Path, request: pytest.FixtureRequest) -> AsyncIterator[
-    harness_module.Harness
-]:
+async def harness(
+    faults_dir: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[harness_module.Harness]:
     workdir = faults_dir / request.node.name
     workdir.mkdir()
     prefix = f"f{uuid.uuid4().hex[:10]}."

@@ -93,17 +93,35 @@ async def processed_ids(conn: asyncpg.Connection) -> set[tuple[str, str]]:
 async def read(conn: asyncpg.Connection, people: Sequence[Person]) -> Expected:
     """The database, shaped like :class:`Expected`."""
     out = Expected()
+    await _read_people(conn, people, out)
+    await _read_experiments(conn, out)
+    for r in await conn.fetch("SELECT source, event_id FROM ingest_pending"):
+        out.pending.add((r["source"], r["event_id"]))
+    for r in await conn.fetch("SELECT source, event_id FROM ingest_skipped"):
+        out.skipped.add((r["source"], r["event_id"]))
+    return out
+
+
+async def _read_people(conn: asyncpg.Connection, people: Sequence[Person], out: Expected) -> None:
     rc_ids = {p.rc_id for p in people}
-    for r in await conn.fetch("SELECT revenue_cat_id, revenue_cat_attributes FROM user_revenue_cat_ids"):
+    for r in await conn.fetch(
+        "SELECT revenue_cat_id, revenue_cat_attributes FROM user_revenue_cat_ids"
+    ):
         if r["revenue_cat_id"] in rc_ids:
             out.rc_attributes[r["revenue_cat_id"]] = orjson.loads(r["revenue_cat_attributes"])
     for r in await conn.fetch(
-        "SELECT k.*, u.uid AS user_uid FROM user_klaviyo_profiles k JOIN users u ON u.id = k.user_id"
+        "SELECT k.*, u.uid AS user_uid FROM user_klaviyo_profiles k"
+        " JOIN users u ON u.id = k.user_id"
     ):
         out.klaviyo_profiles[r["klaviyo_id"]] = (
-            r["user_uid"], r["email"], r["phone_number"], r["first_name"], r["last_name"],
-            r["timezone"], r["environment"],
-        )  # fmt: skip
+            r["user_uid"],
+            r["email"],
+            r["phone_number"],
+            r["first_name"],
+            r["last_name"],
+            r["timezone"],
+            r["environment"],
+        )
     for r in await conn.fetch(
         "SELECT u.uid, s.channel, s.enabled FROM user_notification_settings s"
         " JOIN users u ON u.id = s.user_id"
@@ -117,36 +135,51 @@ async def read(conn: asyncpg.Connection, people: Sequence[Person]) -> Expected:
         emails,
     ):
         out.kit[r["email"]] = (r["kit_subscriber_id"], r["kit_state"])
+
+
+async def _read_experiments(conn: asyncpg.Connection, out: Expected) -> None:
     names = {
         r["id"]: r["name"]
-        for r in await conn.fetch("SELECT id, name FROM experiments UNION ALL SELECT id, name FROM variants")
-    }  # fmt: skip
+        for r in await conn.fetch(
+            "SELECT id, name FROM experiments UNION ALL SELECT id, name FROM variants"
+        )
+    }
     for r in await conn.fetch("SELECT * FROM user_experiment_participation"):
         out.participations[(str(r["user_id"]), names[r["experiment_id"]])] = (
-            names[r["variant_id"]], r["first_exposure_date"], r["total_impressions"],
-            r["has_converted"], r["first_conversion_date"], r["conversion_within_window"],
-        )  # fmt: skip
+            names[r["variant_id"]],
+            r["first_exposure_date"],
+            r["total_impressions"],
+            r["has_converted"],
+            r["first_conversion_date"],
+            r["conversion_within_window"],
+        )
     for r in await conn.fetch("SELECT * FROM impressions"):
         out.impressions[str(r["id"])] = (
-            str(r["user_id"]), names[r["experiment_id"]], names[r["variant_id"]], r["impression_at"]
+            str(r["user_id"]),
+            names[r["experiment_id"]],
+            names[r["variant_id"]],
+            r["impression_at"],
         )
     for r in await conn.fetch("SELECT * FROM conversions"):
         out.conversions[str(r["id"])] = (
-            str(r["user_id"]), names[r["experiment_id"]], names[r["variant_id"]],
-            r["conversion_type"], r["conversion_value"], r["time_to_convert"],
-            r["is_first_conversion_for_experiment"], r["original_exposure_date"],
-        )  # fmt: skip
+            str(r["user_id"]),
+            names[r["experiment_id"]],
+            names[r["variant_id"]],
+            r["conversion_type"],
+            r["conversion_value"],
+            r["time_to_convert"],
+            r["is_first_conversion_for_experiment"],
+            r["original_exposure_date"],
+        )
     for r in await conn.fetch("SELECT * FROM conversion_attribution"):
         out.attributions[str(r["conversion_id"])] = (
-            str(r["user_id"]), names[r["experiment_id"]], names[r["variant_id"]],
-            r["attribution_method"], r["time_to_conversion_hours"],
+            str(r["user_id"]),
+            names[r["experiment_id"]],
+            names[r["variant_id"]],
+            r["attribution_method"],
+            r["time_to_conversion_hours"],
             r["conversion_value_attributed"],
-        )  # fmt: skip
-    for r in await conn.fetch("SELECT source, event_id FROM ingest_pending"):
-        out.pending.add((r["source"], r["event_id"]))
-    for r in await conn.fetch("SELECT source, event_id FROM ingest_skipped"):
-        out.skipped.add((r["source"], r["event_id"]))
-    return out
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +199,11 @@ class Comparison:
 
     def summary(self, limit: int = 3) -> str:
         parts = []
-        for name, found in (("missing", self.missing), ("extra", self.extra),
-                            ("different", self.different)):  # fmt: skip
+        for name, found in (
+            ("missing", self.missing),
+            ("extra", self.extra),
+            ("different", self.different),
+        ):
             for table, keys in found.items():
                 if keys:
                     parts.append(f"{name} {table}: {len(keys)} e.g. {keys[:limit]}")

@@ -138,8 +138,11 @@ class Harness:
     def serve(self, name: str = "serve", port: int | None = None) -> Child:
         port = port or devstack.free_port()
         child = self._spawn(name, ["serve"], self.env(PORT=str(port)), port)
-        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/readyz") or not child.alive(),
-                 60, f"{name} ready")  # fmt: skip
+        wait_for(
+            lambda: _answers(f"http://127.0.0.1:{port}/readyz") or not child.alive(),
+            60,
+            f"{name} ready",
+        )
         assert child.alive(), f"{name} exited: {child.log.read_text()[-2000:]}"
         return child
 

@@ -154,12 +154,12 @@ def _kit(workload: Workload, out: Expected) -> None:
         if current is None or (event.at, event.id) > (current.at, current.id):
             newest[event.person] = event
     for person in workload.people:
-        event = newest.get(person.index)
-        if event is None:
+        last = newest.get(person.index)
+        if last is None:
             out.kit[person.email] = (None, "unconfirmed")  # the column default (seed 002)
             continue
-        subscriber = (event.data.get("data") or event.data)["subscriber"]
-        state = subscriber["state"] if event.kind == "kit-legacy" else KIT_TYPES[event.data["type"]]
+        subscriber = (last.data.get("data") or last.data)["subscriber"]
+        state = subscriber["state"] if last.kind == "kit-legacy" else KIT_TYPES[last.data["type"]]
         out.kit[person.email] = (str(subscriber["id"]), state)
 
 
@@ -186,10 +186,23 @@ def _experiments(workload: Workload, out: Expected) -> None:
             value = e.data.get("conversion_value")
             amount = Decimal(str(value)).quantize(Decimal("0.01")) if value is not None else None
             out.conversions[e.id] = (
-                key[0], key[1], variant, e.data["conversion_type"], amount, seconds, n == 0, first,
-            )  # fmt: skip
-            out.attributions[e.id] = (key[0], key[1], variant, "first_exposure", seconds // 3600,
-                                      amount)  # fmt: skip
+                key[0],
+                key[1],
+                variant,
+                e.data["conversion_type"],
+                amount,
+                seconds,
+                n == 0,
+                first,
+            )
+            out.attributions[e.id] = (
+                key[0],
+                key[1],
+                variant,
+                "first_exposure",
+                seconds // 3600,
+                amount,
+            )
         out.participations[key] = (
             variant,
             first,
@@ -208,7 +221,9 @@ def as_uuid(value: str) -> uuid.UUID:
     return uuid.UUID(value)
 
 
-def diff(expected: dict[Any, Any], actual: dict[Any, Any]) -> tuple[list[Any], list[Any], list[Any]]:
+def diff(
+    expected: dict[Any, Any], actual: dict[Any, Any]
+) -> tuple[list[Any], list[Any], list[Any]]:
     """(missing, extra, different) keys between two tables."""
     missing = [k for k in expected if k not in actual]
     extra = [k for k in actual if k not in expected]

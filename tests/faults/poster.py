@@ -91,8 +91,9 @@ async def _attempt(client: httpx.AsyncClient, base: str, outcome: Outcome) -> tu
     request = outcome.request
     began = time.monotonic()
     try:
-        response = await client.post(base + request.path, content=request.body,
-                                     headers=request.signed())  # fmt: skip
+        response = await client.post(
+            base + request.path, content=request.body, headers=request.signed()
+        )
     except httpx.HTTPError:
         outcome.attempts.append((0, time.monotonic() - began, False, began))
         return 0, 0.2

@@ -29,9 +29,7 @@ def known_ids(workload: Workload) -> set[tuple[str, str]]:
     return {(e.source, e.id) for e in workload.events if e.kind != "kit-legacy"}
 
 
-async def wait_recorded(
-    harness: Harness, workload: Workload, timeout: float = 180.0
-) -> float:
+async def wait_recorded(harness: Harness, workload: Workload, timeout: float = 180.0) -> float:
     """Seconds until every event is in the inbox, parked or skipped."""
     known = known_ids(workload)
     legacy = sum(e.kind == "kit-legacy" for e in workload.events)
@@ -60,7 +58,8 @@ async def settle(harness: Harness, workload: Workload, timeout: float = 180.0) -
     conn = await asyncpg.connect(harness.database_url)
     retries = 0
     try:
-        for retries in range(1, 6):
+        while retries < 5:
+            retries += 1
             done = harness.cli("pending", "retry")
             assert done.returncode == 0, done.stderr
             actual = await dbstate.read(conn, workload.people)
@@ -93,7 +92,9 @@ async def check_logs(harness: Harness, workload: Workload | None = None) -> int:
     """Assert that no log line or metric of the scenario leaks a secret or PII; returns the
     lines read."""
     await scrape_metrics(harness)
-    pii = [p.email for p in workload.people] + [p.phone for p in workload.people] if workload else []
+    pii = (
+        [p.email for p in workload.people] + [p.phone for p in workload.people] if workload else []
+    )
     lines, leaks = logscan.scan(logscan.files(harness.log_dir), pii)
     assert not leaks, f"{len(leaks)} leaking log lines, e.g. {leaks[:5]}"
     return lines

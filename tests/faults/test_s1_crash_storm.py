@@ -41,8 +41,12 @@ async def test_crash_storm(harness: Harness, seed: int) -> None:
             late_seeded.set()
 
     posting = asyncio.create_task(
-        post_all(lambda: f"http://127.0.0.1:{serve.port}", workload.requests, rate=RATE,
-                 progress=progress)  # fmt: skip
+        post_all(
+            lambda: f"http://127.0.0.1:{serve.port}",
+            workload.requests,
+            rate=RATE,
+            progress=progress,
+        )
     )
     kills = 0
     started = time.monotonic()

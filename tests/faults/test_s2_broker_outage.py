@@ -64,12 +64,18 @@ async def stream(serve: Child, requests: list[Request], out: Stream) -> None:
         async def one(n: int, request: Request) -> None:
             await asyncio.sleep(max(0.0, started + n / RATE - time.monotonic()))
             sent_at = time.monotonic()
-            response = await client.post(base + request.path, content=request.body,
-                                         headers=request.signed())  # fmt: skip
+            response = await client.post(
+                base + request.path, content=request.body, headers=request.signed()
+            )
             out.answers.append(
-                (request, response.status_code, time.monotonic() - sent_at,
-                 "retry-after" in response.headers, sent_at)
-            )  # fmt: skip
+                (
+                    request,
+                    response.status_code,
+                    time.monotonic() - sent_at,
+                    "retry-after" in response.headers,
+                    sent_at,
+                )
+            )
 
         results = await asyncio.gather(
             *(one(n, r) for n, r in enumerate(requests)), return_exceptions=True
@@ -99,8 +105,12 @@ async def topic_ids_of(harness: Harness, stream: str) -> Counter[str]:
     await consumer.start()
     try:
         topic = harness.prefix + stream
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or
-                                                        await _partitions(consumer, topic))]  # fmt: skip
+        tps = [
+            TopicPartition(topic, p)
+            for p in sorted(
+                consumer.partitions_for_topic(topic) or await _partitions(consumer, topic)
+            )
+        ]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
@@ -154,7 +164,9 @@ async def test_broker_sigstop(harness: Harness, seed: int) -> None:
     on_topic = await topic_ids(harness)
     accepted = out.accepted_ids()
     during = [s for t, s in out.readiness if frozen_at < t < thawed_at]
-    scenario.report("broker SIGSTOP", {**figures(out), "accepted ids missing": len(accepted - set(on_topic))})
+    scenario.report(
+        "broker SIGSTOP", {**figures(out), "accepted ids missing": len(accepted - set(on_topic))}
+    )
     check_answers(out)
     assert accepted <= set(on_topic)
     assert any(s == 503 for _, s, _, _, _ in out.answers), "the freeze produced no 503"
@@ -196,10 +208,13 @@ async def test_broker_kill_restart(harness: Harness, seed: int) -> None:
     down = [s for t, s in out.readiness if killed_at < t < restarted_at]
     scenario.report(
         "broker SIGKILL + restart",
-        {**figures(out), "accepted after restart": len(after),
-         "of those missing on the topic": len(after - set(on_topic)),
-         "readiness back after restart (s)": round(recovered - restarted_at, 2)},
-    )  # fmt: skip
+        {
+            **figures(out),
+            "accepted after restart": len(after),
+            "of those missing on the topic": len(after - set(on_topic)),
+            "readiness back after restart (s)": round(recovered - restarted_at, 2),
+        },
+    )
     check_answers(out)
     assert any(s == 503 for _, s, _, _, _ in out.answers), "the outage produced no 503"
     assert after and after <= set(on_topic)

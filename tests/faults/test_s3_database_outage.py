@@ -79,8 +79,9 @@ async def test_database_outage(harness: Harness, seed: int) -> None:
     freeze = samples.between(frozen_at, thawed_at)
     outage = samples.between(killed_at, restarted_at + 3)
     paused_after = next((t - frozen_at for t, p, _ in freeze if p > 0), None)
-    recovered = next((t - thawed_at for t, p, _ in samples.between(thawed_at, killed_at)
-                      if p == 0), None)  # fmt: skip
+    recovered = next(
+        (t - thawed_at for t, p, _ in samples.between(thawed_at, killed_at) if p == 0), None
+    )
     conn = await asyncpg.connect(harness.database_url)
     try:
         dead_rows = await conn.fetchval("SELECT count(*) FROM ingest_dead_letters")

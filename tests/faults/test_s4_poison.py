@@ -15,6 +15,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import orjson
@@ -44,9 +45,9 @@ class Bad:
     key: bytes = b"poison"
 
 
-def headers(source: str, event_id: str, ce_type: str, key: str, *, drop: str = "") -> list[
-    tuple[str, bytes]
-]:
+def headers(
+    source: str, event_id: str, ce_type: str, key: str, *, drop: str = ""
+) -> list[tuple[str, bytes]]:
     found = {
         "ce_specversion": "1.0",
         "ce_id": event_id,
@@ -62,25 +63,55 @@ def headers(source: str, event_id: str, ce_type: str, key: str, *, drop: str = "
 def bad_records(repair_email: str) -> list[Bad]:
     tag = uuid.uuid4().hex[:8]
     user = str(uuid.uuid4())
-    item = {"id": str(uuid.uuid4()), "type": "impression", "user_id": user,
-            "experiment": "faults-a", "variant": "control",
-            "occurred_at": rfc3339(datetime.now(UTC)), "scroll_depth_percent": 150}  # fmt: skip
-    kit = {"id": f"repair-{tag}", "type": "subscriber.activated",
-           "created": rfc3339(datetime.now(UTC) - timedelta(minutes=1)),
-           "data": {"subscriber": {"id": 666, "email_address": repair_email,
-                                   "state": "active"}}}  # fmt: skip
+    item_id = str(uuid.uuid4())
+    item: dict[str, Any] = {
+        "id": item_id,
+        "type": "impression",
+        "user_id": user,
+        "experiment": "faults-a",
+        "variant": "control",
+        "occurred_at": rfc3339(datetime.now(UTC)),
+        "scroll_depth_percent": 150,
+    }
+    kit_id = f"repair-{tag}"
+    kit: dict[str, Any] = {
+        "id": kit_id,
+        "type": "subscriber.activated",
+        "created": rfc3339(datetime.now(UTC) - timedelta(minutes=1)),
+        "data": {"subscriber": {"id": 666, "email_address": repair_email, "state": "active"}},
+    }
     return [
-        Bad("not json", "ingest.kit.v1", b"{not json",
-            headers("kit", f"nojson-{tag}", "kit.subscriber.activated", "x")),
-        Bad("no ce_id", "ingest.klaviyo.v1", b"{}",
-            headers("klaviyo", "", "klaviyo.flow.profile", "x", drop="ce_id")),
-        Bad("not an object", "ingest.revenuecat.v1", b"[1, 2]",
-            headers("revenuecat", f"array-{tag}", "revenuecat.RENEWAL", "x")),
-        Bad("field out of range", "ingest.experiments.v1", orjson.dumps(item),
-            headers("app", item["id"], "app.impression", user)),
-        Bad("constraint", "ingest.kit.v1", orjson.dumps(kit),
-            headers("kit", kit["id"], "kit.subscriber.activated", repair_email)),
-    ]  # fmt: skip
+        Bad(
+            "not json",
+            "ingest.kit.v1",
+            b"{not json",
+            headers("kit", f"nojson-{tag}", "kit.subscriber.activated", "x"),
+        ),
+        Bad(
+            "no ce_id",
+            "ingest.klaviyo.v1",
+            b"{}",
+            headers("klaviyo", "", "klaviyo.flow.profile", "x", drop="ce_id"),
+        ),
+        Bad(
+            "not an object",
+            "ingest.revenuecat.v1",
+            b"[1, 2]",
+            headers("revenuecat", f"array-{tag}", "revenuecat.RENEWAL", "x"),
+        ),
+        Bad(
+            "field out of range",
+            "ingest.experiments.v1",
+            orjson.dumps(item),
+            headers("app", item_id, "app.impression", user),
+        ),
+        Bad(
+            "constraint",
+            "ingest.kit.v1",
+            orjson.dumps(kit),
+            headers("kit", kit_id, "kit.subscriber.activated", repair_email),
+        ),
+    ]
 
 
 async def publish(harness: Harness, bad: list[Bad]) -> dict[str, tuple[str, int, int]]:
@@ -91,8 +122,9 @@ async def publish(harness: Harness, bad: list[Bad]) -> dict[str, tuple[str, int,
     try:
         for record in bad:
             topic = harness.prefix + record.stream
-            meta = await producer.send_and_wait(topic, record.value, key=record.key,
-                                                headers=record.headers)  # fmt: skip
+            meta = await producer.send_and_wait(
+                topic, record.value, key=record.key, headers=record.headers
+            )
             where[record.name] = (topic, meta.partition, meta.offset)
             await asyncio.sleep(0.7)
     finally:
@@ -172,10 +204,12 @@ async def test_poison(harness: Harness, seed: int) -> None:
         repaired_id = next(h for h in bad if h.name == "constraint").headers[1][1].decode()
 
         async def repaired() -> bool:
-            return bool(await conn.fetchval(
-                "SELECT count(*) FROM ingest_inbox WHERE source = 'kit' AND event_id = $1",
-                repaired_id,
-            ))  # fmt: skip
+            return bool(
+                await conn.fetchval(
+                    "SELECT count(*) FROM ingest_inbox WHERE source = 'kit' AND event_id = $1",
+                    repaired_id,
+                )
+            )
 
         await until(repaired)
         await asyncio.sleep(2.0)  # time for a second application, were there one
@@ -207,6 +241,7 @@ async def test_poison(harness: Harness, seed: int) -> None:
     assert len(letters) == len(bad) and logged == len(bad)
     assert set(by_origin) == set(where.values()) and set(by_origin.values()) == {1}
     assert comparison.duplicates == 0 and comparison.losses == 0, comparison.summary()
+    assert profile is not None
     assert (profile["kit_subscriber_id"], profile["kit_state"]) == ("666", "active")
     assert again[repaired_id] == 1, "the repaired record was dead-lettered again"
     # The others fail again and are dead-lettered a second time, with their replay count.

@@ -22,7 +22,7 @@ from tests.faults import dbstate, scenario
 from tests.faults.harness import Harness, fresh_database
 from tests.faults.oracle import Expected
 from tests.faults.poster import post_all
-from tests.faults.workload import build
+from tests.faults.workload import Person, build
 
 LAST: dict[str, object] = {}
 STREAMS = ("revenuecat", "klaviyo", "kit", "experiments")
@@ -35,8 +35,9 @@ COUNTS = (
 
 async def group_done(harness: Harness, group: str) -> bool:
     """Has ``group`` committed the end of every partition of every topic?"""
-    consumer = AIOKafkaConsumer(bootstrap_servers=harness.bootstrap, group_id=group,
-                                enable_auto_commit=False)  # fmt: skip
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=harness.bootstrap, group_id=group, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         await consumer.topics()  # metadata of every topic, not only subscribed ones
@@ -59,17 +60,21 @@ async def replay(harness: Harness, group: str, database_url: str, timeout: float
     try:
         while not await group_done(harness, group):
             assert member.alive(), member.log.read_text()[-2000:]
-            assert time.monotonic() - started < timeout, f"the replay did not finish: {LAST.get(group)} {member.log.read_text()[-3000:]}"
+            assert time.monotonic() - started < timeout, (
+                f"the replay did not finish: {LAST.get(group)} {member.log.read_text()[-3000:]}"
+            )
             await asyncio.sleep(0.5)
         return time.monotonic() - started
     finally:
         harness.stop(member)
 
 
-async def snapshot(dsn: str, people: list) -> tuple[Expected, tuple[int, ...]]:  # type: ignore[type-arg]
+async def snapshot(dsn: str, people: list[Person]) -> tuple[Expected, tuple[int, ...]]:
     conn = await asyncpg.connect(dsn)
     try:
-        return await dbstate.read(conn, people), tuple(await conn.fetchrow(COUNTS))
+        counts = await conn.fetchrow(COUNTS)
+        assert counts is not None
+        return await dbstate.read(conn, people), tuple(counts)
     finally:
         await conn.close()
 
@@ -80,8 +85,7 @@ async def test_replay_from_offset_zero(harness: Harness, seed: int) -> None:
     await dbstate.seed(harness.database_url, workload.people, late=True)
     serve = harness.serve()
     member = harness.consume("consumer")
-    posted = await post_all(lambda: f"http://127.0.0.1:{serve.port}", workload.requests,
-                            rate=80.0)  # fmt: skip
+    posted = await post_all(lambda: f"http://127.0.0.1:{serve.port}", workload.requests, rate=80.0)
     settled = await scenario.settle(harness, workload)
     assert settled.comparison.losses == 0 and settled.comparison.duplicates == 0
     harness.kill(member, signal.SIGTERM)
@@ -109,14 +113,18 @@ async def test_replay_from_offset_zero(harness: Harness, seed: int) -> None:
             "requests accepted": f"{posted.accepted}/{len(workload.requests)}",
             "replay into the same database (s)": round(same_s, 1),
             "rows changed by it": unchanged.losses + unchanged.duplicates,
-            "counts before / after (inbox, pending, skipped, impressions, conversions, "
-            "profiles)": (counts_before, counts_after),
+            "counts before / after (inbox, pending, skipped, impressions, conversions, profiles)": (
+                counts_before,
+                counts_after,
+            ),
             "rebuild into an empty database (s)": round(rebuild_s, 1),
-            "rebuilt vs oracle (duplicates, losses)": (versus_oracle.duplicates,
-                                                       versus_oracle.losses),
+            "rebuilt vs oracle (duplicates, losses)": (
+                versus_oracle.duplicates,
+                versus_oracle.losses,
+            ),
             "rebuilt vs original": versus_original.summary(),
         },
-    )  # fmt: skip
+    )
     assert unchanged.losses == 0 and unchanged.duplicates == 0, unchanged.summary()
     assert counts_after == counts_before
     assert versus_oracle.losses == 0 and versus_oracle.duplicates == 0, versus_oracle.summary()

@@ -20,15 +20,21 @@ async def rejected(base: str) -> list[int]:
     """Requests a careless logger would print: wrong secrets, a token in the path."""
     async with httpx.AsyncClient(timeout=10.0) as client:
         answers = [
-            await client.post(f"{base}/webhooks/revenuecat", content=b"{}",
-                              headers={"Authorization": "Bearer wrong-" + SECRETS[
-                                  "REVENUECAT_AUTHORIZATION"]}),
-            await client.post(f"{base}/webhooks/klaviyo/flow/not-{SECRETS['KLAVIYO_FLOW_TOKEN']}",
-                              content=b'{"profile": {"email": "leak@faults.example"}}'),
-            await client.post(f"{base}/events", content=b'{"events": [{"email": '
-                              b'"leak@faults.example", "phone": "+15005550006"}]}',
-                              headers={"Authorization": f"Bearer {SECRETS['EVENTS_API_KEY']}"}),
-        ]  # fmt: skip
+            await client.post(
+                f"{base}/webhooks/revenuecat",
+                content=b"{}",
+                headers={"Authorization": "Bearer wrong-" + SECRETS["REVENUECAT_AUTHORIZATION"]},
+            ),
+            await client.post(
+                f"{base}/webhooks/klaviyo/flow/not-{SECRETS['KLAVIYO_FLOW_TOKEN']}",
+                content=b'{"profile": {"email": "leak@faults.example"}}',
+            ),
+            await client.post(
+                f"{base}/events",
+                content=b'{"events": [{"email": "leak@faults.example", "phone": "+15005550006"}]}',
+                headers={"Authorization": f"Bearer {SECRETS['EVENTS_API_KEY']}"},
+            ),
+        ]
     return [a.status_code for a in answers]
 
 

@@ -224,8 +224,9 @@ class _Builder:
             value = ENVIRONMENT if key == "environment" else f"{key}-{self.rng.getrandbits(20)}"
             # Unique per event: the attribute's own time, spread around the event time.
             attributes[key] = {"value": value, "updated_at_ms": ms + self.rng.randrange(1000)}
-        payload = {
-            "id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)).upper(),
+        event_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4)).upper()
+        payload: dict[str, Any] = {
+            "id": event_id,
             "type": rc_type,
             "app_id": "app_faults",
             "app_user_id": rc_id,
@@ -240,15 +241,18 @@ class _Builder:
             "subscriber_attributes": attributes,
         }
         return self._add(
-            Event("revenuecat", payload["id"], "rc", at, person and person.index, payload)
+            Event(
+                "revenuecat", event_id, "rc", at, None if person is None else person.index, payload
+            )
         )
 
     def flow(self) -> Event:
         person = self._person()
         at = self.clock.at(0, 60)
         environment = "dev" if self.rng.random() < 0.08 else ENVIRONMENT
-        body = {
-            "event_id": f"{person.klaviyo_id}:{self.rng.getrandbits(64):016x}",
+        event_id = f"{person.klaviyo_id}:{self.rng.getrandbits(64):016x}"
+        body: dict[str, Any] = {
+            "event_id": event_id,
             "occurred_at": rfc3339(at),
             "profile": {
                 "id": person.klaviyo_id,
@@ -261,15 +265,16 @@ class _Builder:
                 "properties": {"environment": environment},
             },
         }
-        return self._add(Event("klaviyo", body["event_id"], "flow", at, person.index, body))
+        return self._add(Event("klaviyo", event_id, "flow", at, person.index, body))
 
     def klaviyo_system(self) -> Event:
         person = self._person()
         at = self.clock.at(0, 60)
         other = self.rng.random() < 0.1
         topic = OTHER_KLAVIYO_TOPIC if other else self.rng.choice(CONSENT_TOPICS)
-        element = {
-            "external_id": f"kx_{self.rng.getrandbits(64):016x}",
+        external_id = f"kx_{self.rng.getrandbits(64):016x}"
+        element: dict[str, Any] = {
+            "external_id": external_id,
             "topic": topic,
             "payload": {
                 "data": {
@@ -283,15 +288,16 @@ class _Builder:
             },
         }
         kind = "klaviyo-other" if other else "consent"
-        return self._add(Event("klaviyo", element["external_id"], kind, at, person.index, element))
+        return self._add(Event("klaviyo", external_id, kind, at, person.index, element))
 
     def kit(self) -> Event:
         person = self._person()
         at = self.clock.at(0, 60)
         kit_type = self.rng.choice(tuple(KIT_TYPES))
         email = person.email.upper() if self.rng.random() < 0.2 else person.email
-        event = {
-            "id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+        event_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        event: dict[str, Any] = {
+            "id": event_id,
             "type": kit_type,
             "created": rfc3339(at),
             "data": {
@@ -303,7 +309,7 @@ class _Builder:
                 }
             },
         }
-        return self._add(Event("kit", event["id"], "kit", at, person.index, event))
+        return self._add(Event("kit", event_id, "kit", at, person.index, event))
 
     def experiment_items(self, person: Person, experiment: str) -> list[Event]:
         variant = self.rng.choice(VARIANTS)
@@ -318,7 +324,9 @@ class _Builder:
             items.append(self._item(person, experiment, variant, "conversion", at))
         return items
 
-    def _item(self, person: Person, experiment: str, variant: str, kind: str, at: datetime) -> Event:
+    def _item(
+        self, person: Person, experiment: str, variant: str, kind: str, at: datetime
+    ) -> Event:
         item: dict[str, Any] = {
             "id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
             "type": kind,
@@ -469,7 +477,8 @@ def build(seed: int, *, users: int, events: int, late_share: float = 0.1) -> Wor
 def _unknown_experiment_items(builder: _Builder, count: int) -> list[Event]:
     """Items for an experiment nobody created: parked for good."""
     return [
-        builder._item(builder._person(), "faults-unknown", "control", "impression",
-                      builder.clock.at(20, 30))
+        builder._item(
+            builder._person(), "faults-unknown", "control", "impression", builder.clock.at(20, 30)
+        )
         for _ in range(count)
-    ]  # fmt: skip
+    ]
