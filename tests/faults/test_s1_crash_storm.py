@@ -71,6 +71,7 @@ async def test_crash_storm(harness: Harness, seed: int) -> None:
     settled = await scenario.settle(harness, workload)
     lines = await scenario.check_logs(harness, workload)
     comparison = settled.comparison
+    expected = settled.expected
     scenario.report(
         "crash storm",
         {
@@ -83,6 +84,11 @@ async def test_crash_storm(harness: Harness, seed: int) -> None:
             "storm seconds": round(storm_s, 1),
             "caught up after posting (s)": round(settled.caught_up_s, 1),
             "pending retry runs": settled.retries,
+            "events applied / skipped / parked for good (oracle)": (
+                len(workload.events) - len(expected.skipped) - len(expected.pending),
+                len(expected.skipped),
+                len(expected.pending),
+            ),
             "rows compared": comparison.rows,
             "duplicates": comparison.duplicates,
             "losses": comparison.losses,
