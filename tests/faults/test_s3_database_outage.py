@@ -106,7 +106,8 @@ async def test_database_outage(harness: Harness, seed: int) -> None:
             "losses": comparison.losses,
         },
     )
-    assert all(m.alive() for m in members), "a consumer exited during the outage"
+    for member in members:
+        assert member.alive(), f"{member.name} exited: {member.log.read_text()[-3000:]}"
     assert any(p > 0 for _, p, _ in freeze), "no consumer paused while PostgreSQL was frozen"
     assert max(lag for _, _, lag in freeze) > 0, "the lag gauge showed no dip"
     assert samples.rows[-1][1] == 0, "a consumer is still paused"
