@@ -72,6 +72,7 @@ def expect(workload: Workload) -> Expected:
     _settings(workload, out, profile_owner)
     _kit(workload, out)
     _experiments(workload, out)
+    _purchases(workload, out)
     del people
     return out
 
@@ -211,6 +212,29 @@ def _experiments(workload: Workload, out: Expected) -> None:
             conversions[0].at if conversions else None,
             within,
         )
+
+
+PURCHASE_TYPES = frozenset(
+    {"INITIAL_PURCHASE", "RENEWAL", "NON_RENEWING_PURCHASE", "PRODUCT_CHANGE"}
+)
+
+
+def _purchases(workload: Workload, out: Expected) -> None:
+    """A PRODUCTION purchase converts for the buyer's participations exposed by then. The
+    workload dates purchases before every exposure, so none converts; a buyer without any
+    participation keeps the purchase's conversion work parked (``<event id>/purchase``)."""
+    participants = {user for user, _ in out.participations}
+    for event in _kind(workload, "rc"):
+        data = event.data
+        if (
+            event.person is None
+            or data["environment"] != "PRODUCTION"
+            or data.get("type") not in PURCHASE_TYPES
+            or not data.get("price", 0) > 0
+        ):
+            continue
+        if str(workload.people[event.person].profile_id) not in participants:
+            out.pending.add(("revenuecat", f"{event.id}/purchase"))
 
 
 def _kind(workload: Workload, kind: str) -> list[Event]:

@@ -30,6 +30,12 @@ def rc(event_id: str, seconds: int, attrs: dict[str, Any], env: str = "PRODUCTIO
     return Event("revenuecat", event_id, "rc", at(seconds), P.index, data)
 
 
+def rc_purchase(event_id: str, seconds: int) -> Event:
+    event = rc(event_id, seconds, {})
+    event.data.update(type="INITIAL_PURCHASE", price=9.99)
+    return event
+
+
 def attr(value: str, ms: int) -> dict[str, Any]:
     return {"value": value, "updated_at_ms": ms}
 
@@ -103,6 +109,11 @@ def predict(*events: Event) -> Expected:
             [kit("b", 9, "subscriber.bounced"), kit("a", 3, "subscriber.activated")],
             lambda e: e.kit[P.email] == ("5", "bounced"),
             id="newest kit state wins",
+        ),
+        pytest.param(
+            [rc_purchase("p", 1)],
+            lambda e: ("revenuecat", "p/purchase") in e.pending,
+            id="purchase of a buyer without participation stays parked",
         ),
         pytest.param(
             [],

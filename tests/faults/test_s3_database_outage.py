@@ -46,9 +46,6 @@ async def sample(members: list[Child], out: Samples, stop: asyncio.Event) -> Non
 async def test_database_outage(harness: Harness, seed: int) -> None:
     workload = build(seed, users=120, events=4000)
     await dbstate.seed(harness.database_url, workload.people, late=True)
-    # The periodic pending retry runs inside the consumer loop and has no bound of its own;
-    # here `ingester pending retry` settles the parked events at the end instead.
-    harness.extra_env["PENDING_RETRY_INTERVAL_S"] = "3600"
     serve = harness.serve()
     members = [harness.consume("consumer-a"), harness.consume("consumer-b")]
     samples, stop = Samples(), asyncio.Event()
