@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import time
@@ -19,7 +20,7 @@ import pytest
 from aiokafka.errors import KafkaError
 from prometheus_client import REGISTRY
 
-from consumers import db
+from consumers import db, dlq
 from consumers.registry import build_handlers, topics_for
 from consumers.runner import Runner
 from consumers.service import readiness_probe
@@ -236,6 +237,33 @@ async def test_a_poison_flood_holds_not_ready_without_exiting(
         stop.set()
         await asyncio.wait_for(task, 10)  # a hold ends cleanly on SIGTERM
     assert await topic_size(bootstrap, topic_name(settings.topic_prefix, DLQ)) == 0
+
+
+async def test_replayed_dead_letters_that_fail_again_do_not_make_a_flood(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    # The same batch as above, as `dlq replay` would send it back: each record carries its
+    # replay count. They were poison before; failing again is no sign of a broken deployment.
+    bootstrap = settings.kafka_bootstrap_servers or ""
+    email = await new_kit_profile(pool)
+    poison = [
+        dataclasses.replace(r, headers=(*r.headers, (dlq.REPLAY_COUNT, b"1")))
+        for _ in range(3)
+        for r in poison_records(email)
+    ]
+    await publish(bootstrap, settings.topic_prefix, poison)
+
+    async def all_dead_again() -> bool:
+        # The local DLQ log: the embedded broker undercounts a topic's multi-record batches.
+        dead = await pool.fetchval("SELECT count(*) FROM ingest_dead_letters")
+        return bool(dead >= len(poison))
+
+    async with started(settings, pool) as (runner, task, stop):
+        await until(all_dead_again, "every replayed record back in the DLQ")
+        assert runner.held is None
+        assert not task.done()
+        stop.set()
+        await asyncio.wait_for(task, 10)
 
 
 # -- readiness -----------------------------------------------------------------------------
