@@ -9,23 +9,25 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
 import orjson
+from prometheus_client.metrics import Counter as CounterChild
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
-from contract.records import Record, rfc3339
+from contract.records import Record
 from core.settings import Settings
 from core.topics import topic_name
 from ingest import openapi
 from ingest.body import declared_length, read_limited
+from ingest.clock import received_at
 from ingest.endpoint import Endpoint, Head, Incoming
 from ingest.errors import IngestError, NotConfigured, PublishError, VerificationError
 from ingest.limits import Admission
@@ -58,6 +60,56 @@ def request_id(headers: Mapping[str, str]) -> str:
     return os.urandom(16).hex()  # as random as uuid4().hex, without building a UUID
 
 
+def header_dict(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """ASGI header pairs as a plain dict with lower-case names (ASGI servers lower-case
+    them); of a repeated header the first value wins, as in Starlette's ``Headers``."""
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key = name.decode("latin-1")
+        if key not in headers:
+            headers[key] = value.decode("latin-1")
+    return headers
+
+
+_JSON = (b"content-type", b"application/json")
+_CLOSE = (b"connection", b"close")
+_RETRY_AFTER = (b"retry-after", str(RETRY_AFTER_S).encode())
+
+
+class Answer:
+    """A JSON answer as ASGI messages, without a Starlette ``Response``: the webhook routes
+    answer thousands of times a second and need nothing else of it."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, body: bytes, *extra: tuple[bytes, bytes]) -> None:
+        self.status = status
+        self.body = body
+        self.headers = [_JSON, (b"content-length", str(len(body)).encode()), *extra]
+
+    @classmethod
+    def error(cls, error: IngestError) -> Answer:
+        body = orjson.dumps({"error": error.code, "detail": error.detail})
+        return (
+            cls(error.status, body, _RETRY_AFTER)
+            if error.status == 503
+            else cls(error.status, body)
+        )
+
+    async def send(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+class Progress:
+    """How far one request got: a refusal before its body was read closes the connection."""
+
+    __slots__ = ("body_read",)
+
+    def __init__(self) -> None:
+        self.body_read = False
+
+
 class Runtime:
     """What the handlers share; the publisher is set by the lifespan unless injected."""
 
@@ -66,36 +118,78 @@ class Runtime:
         self.metrics = metrics
         self.publisher = publisher
         self.admission = Admission(settings.max_concurrent_requests, settings.max_inflight_bytes)
+        # The labelled children, looked up once: a labels() call per request and metric
+        # costs a lock and a tuple hash each.
+        self._produced: dict[str, CounterChild] = {}
 
     def count_produced(self, records: Sequence[Record]) -> None:
+        if len(records) == 1:
+            self._produced_child(records[0].stream).inc()
+            return
         for stream, count in Counter(r.stream for r in records).items():
+            self._produced_child(stream).inc(count)
+
+    def _produced_child(self, stream: str) -> CounterChild:
+        child = self._produced.get(stream)
+        if child is None:
             topic = topic_name(self.settings.topic_prefix, stream)
-            self.metrics.records_produced.labels(topic).inc(count)
+            child = self._produced[stream] = self.metrics.records_produced.labels(topic)
+        return child
 
 
 class WebhookHandler:
-    """The one request path every provider shares: raw body -> accept -> publish -> answer."""
+    """The one request path every provider shares: raw body -> accept -> publish -> answer.
+
+    A plain ASGI app (Starlette routes to it without building a ``Request`` or a
+    ``Response``; :class:`IngestApp` calls it directly for the fixed paths)."""
 
     def __init__(self, endpoint: Endpoint, runtime: Runtime) -> None:
         self.endpoint = endpoint
         self.runtime = runtime
+        metrics = runtime.metrics
+        self._duration = metrics.request_duration.labels(endpoint.name)
+        self._produce_latency = metrics.produce_latency.labels(endpoint.name)
+        self._requests: dict[int, CounterChild] = {}
+        self._accepted: dict[int, bytes] = {}  # success bodies by record count
 
-    async def _process(self, request: Request, now: float) -> list[Record]:
+    def _count_request(self, status: int) -> None:
+        child = self._requests.get(status)
+        if child is None:
+            child = self._requests[status] = self.runtime.metrics.requests.labels(
+                self.endpoint.name, str(status)
+            )
+        child.inc()
+
+    def _success(self, records: int) -> bytes:
+        body = self._accepted.get(records)
+        if body is None:
+            body = orjson.dumps({"status": "accepted", "records": records})
+            if records <= 1000:
+                self._accepted[records] = body
+        return body
+
+    async def _process(
+        self,
+        headers: dict[str, str],
+        params: Mapping[str, str],
+        receive: Receive,
+        now: float,
+        progress: Progress,
+    ) -> list[Record]:
         """The checks in their order (README, "Limits and the order of checks"): what needs
         no body first, so a refused request costs neither its upload nor memory."""
         settings = self.runtime.settings
         endpoint = self.endpoint
         if not endpoint.enabled(settings):
             raise NotConfigured("not found")
-        endpoint.authorize(settings, Head(request.headers, request.path_params, now))
-        declared = declared_length(request.headers, settings.max_body_bytes)
+        endpoint.authorize(settings, Head(headers, params, now))
+        declared = declared_length(headers, settings.max_body_bytes)
         with self.runtime.admission.enter(declared) as ticket:
             raw = await read_limited(
-                request, settings.max_body_bytes, ticket, settings.body_timeout_s
+                receive, settings.max_body_bytes, ticket, settings.body_timeout_s
             )
-            request.state.body_read = True
-            received_at = rfc3339(datetime.fromtimestamp(now, UTC))
-            incoming = Incoming(request.headers, request.path_params, raw, now, received_at)
+            progress.body_read = True
+            incoming = Incoming(headers, params, raw, now, received_at(now))
             if len(raw) > OFFLOAD_BYTES:
                 # Decoding and validating a multi-megabyte batch takes milliseconds; off the
                 # event loop, concurrent small requests are not held up behind it.
@@ -116,59 +210,61 @@ class WebhookHandler:
         except PublishError:
             runtime.metrics.producer_ready.set(0)
             raise
-        runtime.metrics.produce_latency.labels(self.endpoint.name).observe(
-            time.perf_counter() - started
-        )
+        self._produce_latency.observe(time.perf_counter() - started)
         runtime.metrics.producer_ready.set(1)
         runtime.count_produced(records)
 
-    async def handle(self, request: Request) -> Response:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = await self.handle(scope, receive)
+        await answer.send(send)
+
+    async def handle(self, scope: Scope, receive: Receive) -> Answer:
         now = time.time()
         started = time.perf_counter()
-        rid = request_id(request.headers)
+        headers = header_dict(scope["headers"])
+        rid = request_id(headers)
         name = self.endpoint.name
         records: list[Record] = []
         failure: str | None = None
+        progress = Progress()
         try:
-            records = await self._process(request, now)
-            response = json_response(
-                self.endpoint.success_status, {"status": "accepted", "records": len(records)}
-            )
+            params = scope.get("path_params", {})
+            records = await self._process(headers, params, receive, now, progress)
+            answer = Answer(self.endpoint.success_status, self._success(len(records)))
         except VerificationError as exc:
             failure = exc.reason
             self.runtime.metrics.signature_failures.labels(name, exc.reason).inc()
-            response = error_response(exc)
+            answer = Answer.error(exc)
         except IngestError as exc:
             failure = exc.code
-            response = error_response(exc)
+            answer = Answer.error(exc)
         except ClientDisconnect:
             # Gone before the body arrived: nothing was published, nobody reads the answer.
             failure = "client_disconnected"
-            response = json_response(400, {"error": "bad_request", "detail": "disconnected"})
+            answer = Answer(400, b'{"error":"bad_request","detail":"disconnected"}')
         except Exception:
             failure = "internal"
             log.exception("unexpected error", extra={"request_id": rid, "endpoint": name})
-            response = json_response(500, {"error": "internal", "detail": "internal error"})
-        if not getattr(request.state, "body_read", False):
+            answer = Answer(500, b'{"error":"internal","detail":"internal error"}')
+        if not progress.body_read:
             # Answered before the body was read: what is left of it is not worth reading,
             # nor a connection that may still be trickling it.
-            response.headers["Connection"] = "close"
+            answer.headers.append(_CLOSE)
         elapsed = time.perf_counter() - started
-        metrics = self.runtime.metrics
-        metrics.requests.labels(name, str(response.status_code)).inc()
-        metrics.request_duration.labels(name).observe(elapsed)
-        response.headers[REQUEST_ID_HEADER] = rid
+        status = answer.status
+        self._count_request(status)
+        self._duration.observe(elapsed)
+        answer.headers.append((b"x-request-id", rid.encode("latin-1")))
         # Successes are counted by ingest_requests_total and logged at DEBUG only: a JSON
         # line per accepted request cost a sixth of the CPU (docs/benchmarks.md). Refusals
         # stay at INFO and failures at WARNING. The route template, not the URL, is logged:
         # token paths must not reach the logs.
-        status = response.status_code
         if status >= 500:
             level = logging.WARNING
         else:
             level = logging.INFO if status >= 300 else logging.DEBUG
         if not log.isEnabledFor(level):
-            return response
+            return answer
         log.log(
             level,
             "request",
@@ -182,7 +278,7 @@ class WebhookHandler:
                 "duration_ms": round(elapsed * 1000, 2),
             },
         )
-        return response
+        return answer
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -194,6 +290,24 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if "transfer-encoding" in request.headers or request.headers.get("content-length", "0") != "0":
         headers["Connection"] = "close"  # a body nobody will read, as in WebhookHandler
     return json_response(status, {"error": code, "detail": str(detail).lower()}, **headers)
+
+
+class IngestApp(Starlette):
+    """Starlette, with a POST to a webhook route without path parameters handed straight to
+    its handler: no middleware stack or routing walk for the requests that are most of the
+    traffic. Everything else (other methods, paths, token routes) goes through Starlette."""
+
+    def __init__(self, direct: dict[str, WebhookHandler], **options: Any) -> None:
+        super().__init__(**options)
+        self.direct = direct
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            handler = self.direct.get(scope["path"])
+            if handler is not None:
+                await handler(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def _version() -> str:
@@ -256,17 +370,16 @@ def create_app(
             await owned.close(settings.producer_flush_timeout_s)
             runtime.metrics.producer_ready.set(0)
 
-    routes = [
-        Route(e.path, WebhookHandler(e, runtime).handle, methods=["POST"], name=e.name)
-        for e in ENDPOINTS
-    ]
+    handlers = [WebhookHandler(e, runtime) for e in ENDPOINTS]
+    routes = [Route(h.endpoint.path, h, methods=["POST"], name=h.endpoint.name) for h in handlers]
     routes += [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
     ]
-    app = Starlette(
+    app = IngestApp(
+        {h.endpoint.path: h for h in handlers if "{" not in h.endpoint.path},
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error},

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 from ingest.errors import BadRequest, PayloadTooLarge, RequestTimeout
 from ingest.limits import Ticket
@@ -27,20 +28,28 @@ def declared_length(headers: Mapping[str, str], limit: int) -> int | None:
     return size
 
 
-async def read_limited(request: Request, limit: int, ticket: Ticket, timeout_s: float) -> bytes:
-    """The whole body, or PayloadTooLarge as soon as the streamed size passes ``limit``
-    (the rest is never read), Overloaded when it outgrows the in-flight budget, and
-    RequestTimeout when it has not all arrived ``timeout_s`` after the headers."""
+async def read_limited(receive: Receive, limit: int, ticket: Ticket, timeout_s: float) -> bytes:
+    """The whole body from the ASGI ``receive``, or PayloadTooLarge as soon as the streamed
+    size passes ``limit`` (the rest is never read), Overloaded when it outgrows the in-flight
+    budget, RequestTimeout when it has not all arrived ``timeout_s`` after the headers, and
+    ClientDisconnect when the client went away first."""
     chunks: list[bytes] = []
     received = 0
     try:
         async with asyncio.timeout(timeout_s):
-            async for chunk in request.stream():
-                received += len(chunk)
-                if received > limit:
-                    raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
-                ticket.cover(received)
-                chunks.append(chunk)
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    raise ClientDisconnect()
+                chunk: bytes = message.get("body", b"")
+                if chunk:
+                    received += len(chunk)
+                    if received > limit:
+                        raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
+                    ticket.cover(received)
+                    chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
     except TimeoutError:
         raise RequestTimeout(f"the body did not arrive within {timeout_s:g} s") from None
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
