@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from core.settings import Settings
-from ingest.app import create_app, request_id
+from ingest.app import create_app, header_dict, request_id
 from ingest.registry import ENDPOINTS
 
 SETTINGS = Settings(events_api_key="k", kit_legacy_token="legacy")
@@ -87,3 +87,45 @@ def test_request_id(given: str | None, kept: bool) -> None:
     headers = {} if given is None else {"x-request-id": given}
     assert (request_id(headers) == given) is kept
     assert request_id(headers)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param([], {}, id="none"),
+        pytest.param(
+            [(b"authorization", b"Bearer k"), (b"x-a", b"1")],
+            {"authorization": "Bearer k", "x-a": "1"},
+            id="plain",
+        ),
+        pytest.param([(b"x-a", b"1"), (b"x-a", b"2")], {"x-a": "1"}, id="first of a repeat wins"),
+        pytest.param([(b"x-a", b"caf\xe9")], {"x-a": "caf\u00e9"}, id="latin-1 as received"),
+    ],
+)
+def test_header_dict(raw: list[tuple[bytes, bytes]], expected: dict[str, str]) -> None:
+    assert header_dict(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "root_path",
+    [
+        pytest.param("", id="direct to the handler"),
+        pytest.param("/ingest", id="through Starlette's routing"),
+    ],
+)
+async def test_fixed_webhook_paths_answer_the_same_with_and_without_the_direct_path(
+    root_path: str,
+) -> None:
+    app = create_app(SETTINGS)
+    transport = httpx.ASGITransport(app=app, root_path=root_path)
+    async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
+        refused = await client.post(
+            f"{root_path}/events", content=b"{}", headers={"authorization": "Bearer no"}
+        )
+        unconfigured = await client.post(f"{root_path}/webhooks/revenuecat", content=b"{}")
+    assert refused.status_code == 401
+    assert refused.headers["content-type"] == "application/json"
+    assert refused.headers["connection"] == "close"  # refused before the body was read
+    assert refused.headers["x-request-id"]
+    assert refused.json()["error"] == "unauthorized"
+    assert unconfigured.status_code == 404
