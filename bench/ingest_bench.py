@@ -208,6 +208,7 @@ def summarise(
     }
     cores = summary["server_cpu_cores"]
     summary["records_per_cpu_s"] = round(summary["records_per_s"] / cores) if cores else None
+    summary["requests_per_cpu_s"] = round(summary["requests_per_s"] / cores) if cores else None
     if "broker" in traces:
         summary["broker_cpu_cores"] = _round(traces["broker"].cpu_share(start, end))
         summary["broker_rss_peak_mib"] = round(traces["broker"].peak_rss / MIB, 1)
@@ -233,8 +234,18 @@ def run(cleanup: Cleanup, options: LoadOptions, log: Any) -> dict[str, Any]:
             f"({time.monotonic() - started:.1f} s)"
         )
     baseline = results[0]["requests_per_s"]
+    per_cpu_baseline = results[0]["requests_per_cpu_s"]
     for result in results:
         result["ratio_to_healthz"] = _round(ratio(result["requests_per_s"], baseline), 3)
+        # The same ratio per CPU-second of the server: what a request costs against a
+        # /healthz request, whatever share of a core other work left each scenario.
+        result["ratio_to_healthz_per_cpu_s"] = _round(
+            ratio(result["requests_per_cpu_s"], per_cpu_baseline), 3
+        )
+    log(
+        "  requests per CPU-second of the server, x /healthz: "
+        + ", ".join(f"{r['scenario']} {r['ratio_to_healthz_per_cpu_s']}" for r in results[1:])
+    )
     slope = memory_slope(cleanup, workdir, options, results, log)
     producer = producer_baseline(cleanup, workdir, options, log)
     return {
