@@ -47,11 +47,6 @@ def json_response(status: int, payload: Mapping[str, Any], **headers: str) -> Re
     return Response(orjson.dumps(payload), status, headers, media_type="application/json")
 
 
-def error_response(error: IngestError) -> Response:
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if error.status == 503 else {}
-    return json_response(error.status, {"error": error.code, "detail": error.detail}, **headers)
-
-
 def request_id(headers: Mapping[str, str]) -> str:
     """The caller's X-Request-Id when it is a sane token, else a fresh one."""
     given = headers.get("x-request-id")
@@ -73,6 +68,7 @@ def header_dict(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
 
 _JSON = (b"content-type", b"application/json")
 _CLOSE = (b"connection", b"close")
+_REQUEST_ID_NAME = REQUEST_ID_HEADER.lower().encode()
 _RETRY_AFTER = (b"retry-after", str(RETRY_AFTER_S).encode())
 
 
@@ -254,7 +250,7 @@ class WebhookHandler:
         status = answer.status
         self._count_request(status)
         self._duration.observe(elapsed)
-        answer.headers.append((b"x-request-id", rid.encode("latin-1")))
+        answer.headers.append((_REQUEST_ID_NAME, rid.encode("latin-1")))
         # Successes are counted by ingest_requests_total and logged at DEBUG only: a JSON
         # line per accepted request cost a sixth of the CPU (docs/benchmarks.md). Refusals
         # stay at INFO and failures at WARNING. The route template, not the URL, is logged:
