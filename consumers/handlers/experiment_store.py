@@ -1,6 +1,6 @@
 """Batch writes of the experiment tables (seed 002): everything a planned batch produced.
 
-One ``executemany`` per table, so a batch costs a fixed number of round trips however many
+One ``INSERT ... SELECT FROM unnest`` of parallel arrays per table, so a batch costs a fixed number of round trips however many
 events it holds.
 Values travel as plain text/uuid/number parameters and are cast in SQL (jsonb from text,
 enums from text), so the statements do not depend on codecs registered on the connection.
@@ -71,15 +71,32 @@ _IMPRESSION_OPTIONAL = _optional_columns(items.IMPRESSION, _IMPRESSION_FIXED)
 _CONVERSION_OPTIONAL = _optional_columns(items.CONVERSION, _CONVERSION_FIXED)
 
 
+def _array_cast(cast: str) -> tuple[str, str]:
+    """(array type of the parameter, cast applied to each element in SQL) of a column cast:
+    ``text::jsonb`` travels as ``text[]`` and each element is cast to jsonb."""
+    base, _, element = cast.partition("::")
+    return f"{base}[]", f"::{element}" if element else ""
+
+
 def _insert(table: str, fixed: Sequence[tuple[str, str]], optional: Mapping[str, Any]) -> str:
+    """One ``INSERT ... SELECT FROM unnest(...)`` for every row of a batch: one parallel array
+    per column, so PostgreSQL plans and executes one statement whatever the batch size."""
     names = [name for name, _ in fixed] + list(optional)
-    values = [f"${i}::{cast}" for i, (_, cast) in enumerate(fixed, 1)]
-    for i, (cast, default) in enumerate(optional.values(), len(fixed) + 1):
-        param = f"${i}::{cast}"
-        values.append(f"coalesce({param}, {default})" if default else param)
+    casts = [cast for _, cast in fixed] + [cast for cast, _ in optional.values()]
+    defaults = [None] * len(fixed) + [default for _, default in optional.values()]
+    arrays, values = [], []
+    for i, (cast, default) in enumerate(zip(casts, defaults, strict=True), 1):
+        array, element = _array_cast(cast)
+        arrays.append(f"${i}::{array}")
+        value = f"c{i}{element}"
+        values.append(f"coalesce({value}, {default})" if default else value)
+    aliases = ", ".join(f"c{i}" for i in range(1, len(names) + 1))
     # Built once at import from constant column tables, never from input.
-    columns, params = ", ".join(names), ", ".join(values)
-    return f"INSERT INTO {table} ({columns}) VALUES ({params}) ON CONFLICT (id) DO NOTHING"  # noqa: S608
+    return (
+        f"INSERT INTO {table} ({', '.join(names)}) "  # noqa: S608
+        f"SELECT {', '.join(values)} FROM unnest({', '.join(arrays)}) AS x({aliases}) "
+        "ON CONFLICT (id) DO NOTHING"
+    )
 
 
 INSERT_IMPRESSIONS = _insert("impressions", _IMPRESSION_FIXED, _IMPRESSION_OPTIONAL)
@@ -88,17 +105,19 @@ INSERT_CONVERSIONS = _insert("conversions", _CONVERSION_FIXED, _CONVERSION_OPTIO
 INSERT_ATTRIBUTIONS = """
 INSERT INTO conversion_attribution (user_id, conversion_id, experiment_id, variant_id,
     attribution_method, time_to_conversion_hours, conversion_value_attributed)
-VALUES ($1::uuid, $2::uuid, $3::uuid, $4::uuid, $5::text, $6::int4, $7::numeric)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::int4[],
+    $7::numeric[])
 ON CONFLICT (conversion_id) DO NOTHING
 """
 
-# A merge, not an overwrite: see the module docstring of experiment_plan.
+# A merge, not an overwrite: see the module docstring of experiment_plan. The batch holds
+# each key once (Batch.touched), so no row is proposed twice to ON CONFLICT DO UPDATE.
 UPSERT_PARTICIPATIONS = """
 INSERT INTO user_experiment_participation AS p (user_id, experiment_id, variant_id,
     first_exposure_date, total_impressions, has_converted, first_conversion_date,
     conversion_within_window)
-VALUES ($1::uuid, $2::uuid, $3::uuid, $4::timestamptz, $5::int4, $6::bool, $7::timestamptz,
-    $8::bool)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::int4[],
+    $6::bool[], $7::timestamptz[], $8::bool[])
 ON CONFLICT (user_id, experiment_id) DO UPDATE SET
     first_exposure_date = least(p.first_exposure_date, excluded.first_exposure_date),
     total_impressions = coalesce(p.total_impressions, 0) + excluded.total_impressions,
@@ -229,18 +248,27 @@ def _moved(moved: Mapping[Key, uuid.UUID]) -> tuple[list[uuid.UUID], ...]:
     return [k[0] for k in keys], [k[1] for k in keys], [moved[k] for k in keys]
 
 
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Parallel arrays (one list per column) of the given rows, for ``unnest``."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
 async def write(conn: asyncpg.Connection, batch: Batch) -> None:
     """Write everything a planned batch produced, one statement per table."""
     if batch.impressions:
-        await conn.executemany(INSERT_IMPRESSIONS, [impression_args(r) for r in batch.impressions])
+        rows = [impression_args(r) for r in batch.impressions]
+        await conn.execute(INSERT_IMPRESSIONS, *_columns(rows, len(rows[0])))
     if batch.conversions:
-        await conn.executemany(INSERT_CONVERSIONS, [conversion_args(r) for r in batch.conversions])
-        await conn.executemany(
-            INSERT_ATTRIBUTIONS, [attribution_args(r) for r in batch.conversions]
-        )
+        rows = [conversion_args(r) for r in batch.conversions]
+        await conn.execute(INSERT_CONVERSIONS, *_columns(rows, len(rows[0])))
+        rows = [attribution_args(r) for r in batch.conversions]
+        await conn.execute(INSERT_ATTRIBUTIONS, *_columns(rows, len(rows[0])))
     touched = batch.touched()
     if touched:
-        await conn.executemany(UPSERT_PARTICIPATIONS, [participation_args(p) for p in touched])
+        rows = [participation_args(p) for p in touched]
+        await conn.execute(UPSERT_PARTICIPATIONS, *_columns(rows, len(rows[0])))
     if batch.first_impression_moved:
         await conn.execute(CLEAR_FIRST_EXPOSURE, *_moved(batch.first_impression_moved))
         await conn.execute(RECOMPUTE_CONVERSIONS, *_moved(batch.first_impression_moved)[:2])
