@@ -7,10 +7,11 @@ retry will ever make its bytes valid.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import operator
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -27,6 +28,12 @@ from contract.records import (
 )
 
 Headers = tuple[tuple[str, bytes], ...]
+
+
+def is_object(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    """``isinstance(value, Mapping)`` without the ABC check for the JSON object (a dict) that
+    decoding makes of nearly every value: the handlers ask it several times per event."""
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 class DecodeError(PoisonError):
@@ -57,16 +64,19 @@ class RawRecord:
     @classmethod
     def of(cls, record: Any) -> RawRecord:
         """Copy an aiokafka ``ConsumerRecord``."""
+        headers = record.headers or ()
+        # aiokafka gives (str, bytes | None) pairs; None (or another buffer) becomes bytes.
+        # The check runs in C (map, type, set): this runs for every header of every record.
+        plain = set(map(type, map(_VALUE, headers))) <= _BYTES
+        if not (plain and set(map(type, headers)) <= _PAIR):
+            headers = [(k, v if type(v) is bytes else bytes(v or b"")) for k, v in headers]
         return cls(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            headers=tuple(
-                (k, v if type(v) is bytes else bytes(v or b"")) for k, v in (record.headers or ())
-            ),
+            record.topic, record.partition, record.offset, record.key, record.value, tuple(headers)
         )
+
+
+_VALUE = operator.itemgetter(1)
+_BYTES, _PAIR = frozenset({bytes}), frozenset({tuple})
 
 
 def parse_time(text: str) -> datetime:

@@ -19,9 +19,11 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+
+import orjson
 
 from contract import times
 
@@ -37,6 +39,7 @@ _CENT = Decimal("0.01")
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _COUNTRY = re.compile(r"[A-Za-z]{2}")
+_RFC3339 = times._RFC3339  # the pattern strict_rfc3339 checks, shared
 
 Parser = Callable[[Any], Any]
 
@@ -118,11 +121,18 @@ def country(value: Any) -> str:
 
 
 def instant(value: Any) -> datetime:
-    """Strict RFC 3339 with an offset, as an aware UTC datetime (millisecond precision)."""
-    normalised = times.strict_rfc3339(value)
-    if normalised is None:
+    """Strict RFC 3339 with an offset, as an aware UTC datetime (millisecond precision).
+
+    Accepts exactly what :func:`contract.times.strict_rfc3339` accepts and returns the
+    instant of its normalised text, parsed once instead of formatted and parsed again."""
+    if not isinstance(value, str) or not 10 <= len(value) <= 40 or not _RFC3339.fullmatch(value):
         raise InvalidField("must be an RFC 3339 date-time with an offset")
-    return datetime.fromisoformat(normalised)
+    text = value[:-1] + "Z" if value[-1] == "z" else value
+    try:
+        moment = datetime.fromisoformat(text).astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise InvalidField("must be an RFC 3339 date-time with an offset") from None
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def amount(value: Any) -> Decimal:
@@ -201,36 +211,73 @@ def _parse(name: str, parse: Parser, value: Any) -> Any:
         raise InvalidField(exc.message, name) from None
 
 
+_REQUIRED = tuple(REQUIRED.items())
+_OPTIONAL_PARSERS: Mapping[str, Parser] = {name: f.parse for name, f in OPTIONAL.items()}
+_STORED_BY: Mapping[str, frozenset[str]] = {
+    kind: frozenset(name for name, f in OPTIONAL.items() if kind in f.kinds) for kind in KINDS
+}
+
+
 def parse_fields(item: Mapping[str, Any]) -> dict[str, Any]:
     """The typed value of every required field and of every optional one present (not null).
 
     Raises InvalidField naming the first field at fault, in table order: a required field
     absent or null, or a value its parser refuses; then, with no field, an item holding NUL.
     """
+    # The fields are read in the item's own order (only those present, one pass); if one is
+    # refused, the item is read again in table order so the error names the same field.
     values: dict[str, Any] = {}
-    for name, parse in REQUIRED.items():
-        if item.get(name) is None:
-            raise InvalidField("is required", name)
-        values[name] = _parse(name, parse, item[name])
-    for name, field in OPTIONAL.items():
-        if item.get(name) is not None:
-            values[name] = _parse(name, field.parse, item[name])
+    try:
+        for name, required in _REQUIRED:
+            value = item.get(name)
+            if value is None:
+                raise InvalidField("is required", name)
+            values[name] = required(value)
+        for name, value in item.items():
+            optional = _OPTIONAL_PARSERS.get(name)
+            if optional is not None and value is not None:
+                values[name] = optional(value)
+    except InvalidField:
+        _refuse_in_table_order(item)
+        raise  # unreachable: the ordered pass refuses the same item
     if contains_nul(item):
         raise InvalidField("must not contain NUL characters")
     return values
 
 
+def _refuse_in_table_order(item: Mapping[str, Any]) -> None:
+    """Raise the InvalidField of the first field at fault in table order, if any."""
+    for name, parse in REQUIRED.items():
+        if item.get(name) is None:
+            raise InvalidField("is required", name)
+        _parse(name, parse, item[name])
+    for name, field in OPTIONAL.items():
+        if item.get(name) is not None:
+            _parse(name, field.parse, item[name])
+
+
 def columns_of(values: Mapping[str, Any], kind: str) -> dict[str, Any]:
     """The optional values that the table of ``kind`` stores."""
-    return {k: v for k, v in values.items() if k in OPTIONAL and kind in OPTIONAL[k].kinds}
+    stored = _STORED_BY.get(kind, frozenset())
+    return {k: v for k, v in values.items() if k in stored}
+
+
+_ESCAPED_NUL = b"\\u0000"  # how JSON writes U+0000 (orjson escapes it, never writes it raw)
 
 
 def contains_nul(value: Any) -> bool:
     """Whether a decoded JSON value holds U+0000 in any string or key.
 
-    PostgreSQL text and jsonb cannot store it. Walked with a stack, not recursion: a body may
-    nest as deep as the JSON decoder allows.
+    PostgreSQL text and jsonb cannot store it. Screened first by serialising the value once
+    (in C): without the escape ``\\u0000`` in the JSON text there is no NUL anywhere. A hit
+    (possibly an escaped backslash followed by ``u0000``) or a value orjson cannot write is
+    walked with a stack, not recursion: a body may nest as deep as the JSON decoder allows.
     """
+    try:
+        if _ESCAPED_NUL not in orjson.dumps(value):
+            return False
+    except TypeError:
+        pass  # not plain JSON (a Decimal, a big integer, a lone surrogate): walk it
     stack = [value]
     while stack:
         node = stack.pop()

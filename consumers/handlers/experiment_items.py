@@ -16,6 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from consumers.decode import is_object
 from consumers.errors import PoisonError
 from consumers.types import Event
 from contract.items import InvalidField, amount, columns_of, parse_fields
@@ -76,7 +77,7 @@ def _item(data: Mapping[str, Any], event: Event) -> Item:
 
 def parse_item(event: Event) -> Item:
     """Decode one ``ingest.experiments.v1`` event; raises PoisonError naming the bad field."""
-    if not isinstance(event.data, Mapping):
+    if not is_object(event.data):
         raise PoisonError("experiment event value is not a JSON object", event_id=event.id)
     try:
         return _item(event.data, event)

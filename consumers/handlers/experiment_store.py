@@ -1,7 +1,7 @@
 """Batch writes of the experiment tables (seed 002): everything a planned batch produced.
 
-One ``INSERT ... SELECT FROM unnest`` of parallel arrays per table, so a batch costs a fixed number of round trips however many
-events it holds.
+One ``INSERT ... SELECT FROM unnest`` of parallel arrays per table, so a batch costs a fixed
+number of statements however many events it holds, and PostgreSQL plans and runs each once.
 Values travel as plain text/uuid/number parameters and are cast in SQL (jsonb from text,
 enums from text), so the statements do not depend on codecs registered on the connection.
 """

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from consumers.decode import is_object
 from consumers.errors import PoisonError
 from consumers.types import Event
 
@@ -37,7 +38,7 @@ class KitChange:
 
 
 def event_type(event: Event) -> str:
-    if isinstance(event.data, Mapping) and isinstance(event.data.get("type"), str):
+    if is_object(event.data) and isinstance(event.data.get("type"), str):
         return str(event.data["type"])
     return event.type.removeprefix("kit.")
 
@@ -50,10 +51,10 @@ def state_of(kind: str, subscriber: Mapping[str, Any]) -> str | None:
 
 
 def parse_kit(event: Event) -> KitChange:
-    data = event.data if isinstance(event.data, Mapping) else {}
+    data = event.data if is_object(event.data) else {}
     container = data.get("data")
-    subscriber = container.get("subscriber") if isinstance(container, Mapping) else None
-    if not isinstance(subscriber, Mapping):
+    subscriber = container.get("subscriber") if is_object(container) else None
+    if not is_object(subscriber):
         raise PoisonError("Kit event has no data.subscriber object", event_id=event.id)
     email = subscriber.get("email_address")
     if not isinstance(email, str) or not email.strip():
