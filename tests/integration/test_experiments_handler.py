@@ -151,6 +151,34 @@ async def test_impression_stores_every_optional_column(
     assert (row["impression_at"], row["is_first_exposure"]) == (at(0), True)
 
 
+async def test_one_statement_writes_rows_with_different_optional_columns(
+    pool: asyncpg.Pool, seeded: Seeded, user: uuid.UUID
+) -> None:
+    """The batch's impressions are written by one INSERT from parallel arrays: each row keeps
+    its own values, and a column a row leaves out gets the column's default for that row."""
+    other = await create_profile(pool, "Bo@Example.com")
+    sent = [
+        item("impression", user, at(0), city="Berlin", bounce=True, metadata={"a": 1}),
+        item("impression", other, at(1), device_type="tv", time_on_page=3),
+        item("impression", user, at(2), connection_type="5g", user_context={"b": [2]}),
+    ]
+    assert await apply(pool, events(*sent)) == [APPLIED] * 3
+    rows = await pool.fetch(
+        "SELECT id::text, city, bounce, metadata::text, device_type::text, time_on_page,"
+        " connection_type::text, user_context::text, user_eligibility_status::text"
+        " FROM impressions ORDER BY impression_at"
+    )
+    assert [tuple(r) for r in rows] == [
+        (sent[0]["id"], "Berlin", True, '{"a": 1}', None, None, None, "{}", "{}"),
+        (sent[1]["id"], None, False, "{}", "tv", 3, None, "{}", "{}"),
+        (sent[2]["id"], None, False, "{}", None, None, "5g", '{"b": [2]}', "{}"),
+    ]
+    totals = await pool.fetch(
+        "SELECT user_id, total_impressions FROM user_experiment_participation ORDER BY 2"
+    )
+    assert [(r["user_id"], r["total_impressions"]) for r in totals] == [(other, 1), (user, 2)]
+
+
 @pytest.mark.parametrize(
     ("window", "hours", "within"),
     [

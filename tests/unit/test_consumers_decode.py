@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -108,3 +110,33 @@ def test_decode_all_sorts_and_keeps_poison_in_place() -> None:
 def test_committable_is_the_next_offset_per_partition() -> None:
     records = [raw((), offset=o, partition=p) for p, o in [(0, 4), (0, 9), (1, 3), (0, 5)]]
     assert committable(records) == {("t", 0): 10, ("t", 1): 4}
+
+
+@dataclass
+class _Fetched:
+    """The attributes of an aiokafka ConsumerRecord that RawRecord.of reads."""
+
+    headers: Any
+    topic: str = "t"
+    partition: int = 1
+    offset: int = 7
+    key: bytes | None = b"k"
+    value: bytes | None = b"{}"
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        pytest.param([("a", b"1"), ("b", b"2")], (("a", b"1"), ("b", b"2")), id="bytes pairs"),
+        pytest.param((("a", b"1"),), (("a", b"1"),), id="tuple of pairs"),
+        pytest.param([("a", None), ("b", b"2")], (("a", b""), ("b", b"2")), id="None is empty"),
+        pytest.param([("a", bytearray(b"1"))], (("a", b"1"),), id="buffer becomes bytes"),
+        pytest.param([["a", b"1"]], (("a", b"1"),), id="list pair becomes a tuple"),
+        pytest.param(None, (), id="no headers"),
+        pytest.param([], (), id="empty headers"),
+    ],
+)
+def test_raw_record_copies_headers_as_bytes_pairs(headers: Any, expected: Any) -> None:
+    raw = RawRecord.of(_Fetched(headers))
+    assert raw == RawRecord("t", 1, 7, b"k", b"{}", expected)
+    assert all(type(pair) is tuple and type(pair[1]) is bytes for pair in raw.headers)

@@ -15,7 +15,7 @@ from consumers.decode import RawRecord, decode
 from consumers.errors import PoisonError
 from consumers.handlers.experiment_items import Item, parse_item
 from consumers.types import Event
-from contract import items
+from contract import items, times
 from contract.items import InvalidField
 from ingest.errors import BadRequest
 from ingest.providers import events
@@ -125,6 +125,18 @@ def test_refuses(parse: items.Parser, value: Any, message: str) -> None:
         pytest.param({"variant": 3, "city": 4}, "variant", "must be a string", id="table order"),
         pytest.param({"metadata": {"k": "\x00"}}, None, "must not contain NUL", id="NUL in json"),
         pytest.param({"extra": {"\x00": 1}}, None, "must not contain NUL", id="NUL in a key"),
+        pytest.param(
+            {"bounce": "no", "city": 4}, "city", "must be a string", id="table, not item order"
+        ),
+        pytest.param(
+            {"time_on_page": 1.5, "type": "nope"}, "type", "must be one of", id="required first"
+        ),
+        pytest.param(
+            {"metadata": {"k": Decimal("1"), "s": "\x00"}},
+            None,
+            "must not contain NUL",
+            id="NUL beside a value JSON cannot write",
+        ),
     ],
 )
 def test_parse_fields_names_the_first_bad_field(
@@ -241,3 +253,71 @@ def test_both_sides_agree_on_any_value(kind: str, name: str, value: Any) -> None
     raw = item(type=kind)
     raw[name] = value
     assert_both_sides_agree(raw)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param({"a": "x"}, False, id="plain"),
+        pytest.param({"a": "\\u0000"}, False, id="escaped backslash then u0000 is not NUL"),
+        pytest.param({"a": ["b", {"c": "d\x00"}]}, True, id="nested"),
+        pytest.param({"a\x00": 1}, True, id="key"),
+        pytest.param({"a": 2**70, "b": "\x00"}, True, id="beside an integer orjson refuses"),
+        pytest.param({"a": 2**70}, False, id="integer orjson refuses, no NUL"),
+        pytest.param("\ud800", False, id="lone surrogate"),
+    ],
+)
+def test_contains_nul(value: Any, expected: bool) -> None:
+    assert items.contains_nul(value) is expected
+
+
+def _strict_instant(value: Any) -> datetime | None:
+    normalised = times.strict_rfc3339(value)
+    return None if normalised is None else datetime.fromisoformat(normalised)
+
+
+def _instant_or_none(value: Any) -> datetime | None:
+    try:
+        return items.instant(value)
+    except InvalidField:
+        return None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("2026-01-01T10:00:00+02:00", id="offset"),
+        pytest.param("2026-01-01t10:00:00.123456789+02:00", id="nanoseconds lower t"),
+        pytest.param("2026-01-01 10:00:00.5z", id="space and lower z"),
+        pytest.param("2026-01-01T10:00:00.9999Z", id="truncated to ms"),
+        pytest.param("0001-01-01T00:00:00+01:00", id="before year 1 in UTC"),
+        pytest.param("9999-12-31T23:59:59-01:00", id="after year 9999 in UTC"),
+        pytest.param("2026-02-30T00:00:00Z", id="no such day"),
+        pytest.param("2026-01-01T10:00:00", id="no offset"),
+        pytest.param(" 2026-01-01T10:00:00Z", id="leading space"),
+        pytest.param("2026-01-01T24:00:00Z", id="hour 24"),
+        pytest.param("2026-01-01T10:00:00+24:00", id="offset 24h"),
+        pytest.param(20260101, id="a number"),
+    ],
+)
+def test_instant_reads_as_strict_rfc3339(value: Any) -> None:
+    assert _instant_or_none(value) == _strict_instant(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    moment=st.datetimes(timezones=st.timezones()),
+    sep=st.sampled_from("Tt "),
+    digits=st.integers(0, 9),
+)
+def test_instant_agrees_with_strict_rfc3339_on_any_time(
+    moment: datetime, sep: str, digits: int
+) -> None:
+    text = moment.isoformat(sep=sep, timespec="microseconds")
+    head, dot, rest = text.partition(".")
+    fraction, offset = rest[:6], rest[6:]
+    if offset in ("", "+00:00"):
+        offset = "Z"
+    offset = offset[:6]  # +HH:MM, no seconds
+    text = head + (dot + (fraction + "000")[:digits] if digits else "") + offset
+    assert _instant_or_none(text) == _strict_instant(text)
