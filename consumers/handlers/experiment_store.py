@@ -185,17 +185,32 @@ def _optional(columns: Mapping[str, Any], spec: Mapping[str, tuple[str, str | No
     return [_param(columns.get(name), cast) for name, (cast, _) in spec.items()]
 
 
-def impression_args(row: ImpressionRow) -> tuple[Any, ...]:
-    fixed = (
-        row.id,
-        row.user_id,
-        row.experiment_id,
-        row.variant_id,
-        row.at,
-        row.is_first_exposure,
-        row.user_was_eligible,
-    )
-    return (*fixed, *_optional(row.columns, _IMPRESSION_OPTIONAL))
+def _optional_arrays(
+    columns: Sequence[Mapping[str, Any]], spec: Mapping[str, tuple[str, str | None]]
+) -> list[list[Any]]:
+    """One array per optional column of ``spec``, from each row's present columns."""
+    arrays = []
+    for name, (cast, _) in spec.items():
+        values = [c.get(name) for c in columns]
+        if cast == "text::jsonb":
+            values = [None if v is None else orjson.dumps(v).decode() for v in values]
+        arrays.append(values)
+    return arrays
+
+
+def impression_arrays(rows: Sequence[ImpressionRow]) -> list[list[Any]]:
+    """The parameters of INSERT_IMPRESSIONS: one array per column, built column by column
+    (a comprehension per column costs less than a tuple per row transposed)."""
+    return [
+        [r.id for r in rows],
+        [r.user_id for r in rows],
+        [r.experiment_id for r in rows],
+        [r.variant_id for r in rows],
+        [r.at for r in rows],
+        [r.is_first_exposure for r in rows],
+        [r.user_was_eligible for r in rows],
+        *_optional_arrays([r.columns for r in rows], _IMPRESSION_OPTIONAL),
+    ]
 
 
 def conversion_args(row: ConversionRow) -> tuple[Any, ...]:
@@ -258,8 +273,7 @@ def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
 async def write(conn: asyncpg.Connection, batch: Batch) -> None:
     """Write everything a planned batch produced, one statement per table."""
     if batch.impressions:
-        rows = [impression_args(r) for r in batch.impressions]
-        await conn.execute(INSERT_IMPRESSIONS, *_columns(rows, len(rows[0])))
+        await conn.execute(INSERT_IMPRESSIONS, *impression_arrays(batch.impressions))
     if batch.conversions:
         rows = [conversion_args(r) for r in batch.conversions]
         await conn.execute(INSERT_CONVERSIONS, *_columns(rows, len(rows[0])))
