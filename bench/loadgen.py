@@ -23,6 +23,7 @@ import struct
 import sys
 import time
 from array import array
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,13 @@ def main(argv: list[str] | None = None) -> int:
         duration=args.duration,
         max_requests=args.max_requests,
     )
+    print_result(coroutine)
+    return 0
+
+
+def print_result(coroutine: Coroutine[Any, Any, Any]) -> None:
+    """Run a load's coroutine (on uvloop when installed, as the server runs) and write its
+    result to stdout as JSON, for the parent benchmark to read."""
     if importlib.util.find_spec("uvloop") is not None:
         import uvloop
 
@@ -188,7 +196,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         result = asyncio.run(coroutine)
     sys.stdout.buffer.write(orjson.dumps(result))
-    return 0
 
 
 if __name__ == "__main__":

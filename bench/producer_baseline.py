@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import resource
 import sys
 import time
@@ -29,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from bench.loadgen import print_result
 from bench.payloads import EVENTS_PER_BATCH, events_batch
 from bench.stats import latency_summary
 from contract.records import Record, rfc3339
@@ -133,13 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup=args.warmup,
         duration=args.duration,
     )
-    if importlib.util.find_spec("uvloop") is not None:
-        import uvloop
-
-        result = uvloop.run(coroutine)
-    else:
-        result = asyncio.run(coroutine)
-    sys.stdout.buffer.write(orjson.dumps(result))
+    print_result(coroutine)
     return 0
 
 
