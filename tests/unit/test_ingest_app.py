@@ -6,7 +6,8 @@ import httpx
 import pytest
 
 from core.settings import Settings
-from ingest.app import create_app, header_dict, request_id
+from ingest.app import create_app
+from ingest.handler import header_dict, request_id
 from ingest.registry import ENDPOINTS
 
 SETTINGS = Settings(events_api_key="k", kit_legacy_token="legacy")

@@ -1,0 +1,272 @@
+"""One webhook request, start to end: the checks in their order (README, "Limits and the
+order of checks"), the records published, and only then the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+from prometheus_client.metrics import Counter as CounterChild
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from contract.records import Record
+from core.settings import Settings
+from core.topics import topic_name
+from ingest.body import declared_length, read_limited
+from ingest.clock import received_at
+from ingest.endpoint import Endpoint, Head, Incoming
+from ingest.errors import IngestError, NotConfigured, PublishError, VerificationError
+from ingest.limits import Admission
+from ingest.metrics import IngestMetrics
+from ingest.publisher import Publisher
+
+log = logging.getLogger("ingest.http")
+
+
+RETRY_AFTER_S = 5
+OFFLOAD_BYTES = 256 * 1024
+REQUEST_ID_HEADER = "X-Request-Id"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def json_response(status: int, payload: Mapping[str, Any], **headers: str) -> Response:
+    return Response(orjson.dumps(payload), status, headers, media_type="application/json")
+
+
+def request_id(headers: Mapping[str, str]) -> str:
+    """The caller's X-Request-Id when it is a sane token, else a fresh one."""
+    given = headers.get("x-request-id")
+    if given is not None and _REQUEST_ID.fullmatch(given):
+        return given
+    return os.urandom(16).hex()  # as random as uuid4().hex, without building a UUID
+
+
+def header_dict(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """ASGI header pairs as a plain dict with lower-case names (ASGI servers lower-case
+    them); of a repeated header the first value wins, as in Starlette's ``Headers``."""
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key = name.decode("latin-1")
+        if key not in headers:
+            headers[key] = value.decode("latin-1")
+    return headers
+
+
+_JSON = (b"content-type", b"application/json")
+_CLOSE = (b"connection", b"close")
+_REQUEST_ID_NAME = REQUEST_ID_HEADER.lower().encode()
+_RETRY_AFTER = (b"retry-after", str(RETRY_AFTER_S).encode())
+
+
+class Answer:
+    """A JSON answer as ASGI messages, without a Starlette ``Response``: the webhook routes
+    answer thousands of times a second and need nothing else of it."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, body: bytes, *extra: tuple[bytes, bytes]) -> None:
+        self.status = status
+        self.body = body
+        self.headers = [_JSON, (b"content-length", str(len(body)).encode()), *extra]
+
+    @classmethod
+    def error(cls, error: IngestError) -> Answer:
+        body = orjson.dumps({"error": error.code, "detail": error.detail})
+        return (
+            cls(error.status, body, _RETRY_AFTER)
+            if error.status == 503
+            else cls(error.status, body)
+        )
+
+    async def send(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+class Progress:
+    """How far one request got: a refusal before its body was read closes the connection."""
+
+    __slots__ = ("body_read",)
+
+    def __init__(self) -> None:
+        self.body_read = False
+
+
+class Runtime:
+    """What the handlers share; the publisher is set by the lifespan unless injected."""
+
+    def __init__(self, settings: Settings, metrics: IngestMetrics, publisher: Publisher | None):
+        self.settings = settings
+        self.metrics = metrics
+        self.publisher = publisher
+        self.admission = Admission(settings.max_concurrent_requests, settings.max_inflight_bytes)
+        # The labelled children, looked up once: a labels() call per request and metric
+        # costs a lock and a tuple hash each.
+        self._produced: dict[str, CounterChild] = {}
+
+    def count_produced(self, records: Sequence[Record]) -> None:
+        if len(records) == 1:
+            self._produced_child(records[0].stream).inc()
+            return
+        for stream, count in Counter(r.stream for r in records).items():
+            self._produced_child(stream).inc(count)
+
+    def _produced_child(self, stream: str) -> CounterChild:
+        child = self._produced.get(stream)
+        if child is None:
+            topic = topic_name(self.settings.topic_prefix, stream)
+            child = self._produced[stream] = self.metrics.records_produced.labels(topic)
+        return child
+
+
+class WebhookHandler:
+    """The one request path every provider shares: raw body -> accept -> publish -> answer.
+
+    A plain ASGI app (Starlette routes to it without building a ``Request`` or a
+    ``Response``; :class:`IngestApp` calls it directly for the fixed paths)."""
+
+    def __init__(self, endpoint: Endpoint, runtime: Runtime) -> None:
+        self.endpoint = endpoint
+        self.runtime = runtime
+        metrics = runtime.metrics
+        self._duration = metrics.request_duration.labels(endpoint.name)
+        self._produce_latency = metrics.produce_latency.labels(endpoint.name)
+        self._requests: dict[int, CounterChild] = {}
+        self._accepted: dict[int, bytes] = {}  # success bodies by record count
+
+    def _count_request(self, status: int) -> None:
+        child = self._requests.get(status)
+        if child is None:
+            child = self._requests[status] = self.runtime.metrics.requests.labels(
+                self.endpoint.name, str(status)
+            )
+        child.inc()
+
+    def _success(self, records: int) -> bytes:
+        body = self._accepted.get(records)
+        if body is None:
+            body = orjson.dumps({"status": "accepted", "records": records})
+            if records <= 1000:
+                self._accepted[records] = body
+        return body
+
+    async def _process(
+        self,
+        headers: dict[str, str],
+        params: Mapping[str, str],
+        receive: Receive,
+        now: float,
+        progress: Progress,
+    ) -> list[Record]:
+        """The checks in their order (README, "Limits and the order of checks"): what needs
+        no body first, so a refused request costs neither its upload nor memory."""
+        settings = self.runtime.settings
+        endpoint = self.endpoint
+        if not endpoint.enabled(settings):
+            raise NotConfigured("not found")
+        endpoint.authorize(settings, Head(headers, params, now))
+        declared = declared_length(headers, settings.max_body_bytes)
+        with self.runtime.admission.enter(declared) as ticket:
+            raw = await read_limited(
+                receive, settings.max_body_bytes, ticket, settings.body_timeout_s
+            )
+            progress.body_read = True
+            incoming = Incoming(headers, params, raw, now, received_at(now))
+            if len(raw) > OFFLOAD_BYTES:
+                # Decoding and validating a multi-megabyte batch takes milliseconds; off the
+                # event loop, concurrent small requests are not held up behind it.
+                records = await asyncio.to_thread(endpoint.accept, settings, incoming)
+            else:
+                records = endpoint.accept(settings, incoming)
+            if records:
+                await self._publish(records)
+        return records
+
+    async def _publish(self, records: list[Record]) -> None:
+        runtime = self.runtime
+        if runtime.publisher is None:
+            raise PublishError("the Kafka producer is not running")
+        started = time.perf_counter()
+        try:
+            await runtime.publisher.publish(records)
+        except PublishError:
+            runtime.metrics.producer_ready.set(0)
+            raise
+        self._produce_latency.observe(time.perf_counter() - started)
+        runtime.metrics.producer_ready.set(1)
+        runtime.count_produced(records)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = await self.handle(scope, receive)
+        await answer.send(send)
+
+    async def handle(self, scope: Scope, receive: Receive) -> Answer:
+        now = time.time()
+        started = time.perf_counter()
+        headers = header_dict(scope["headers"])
+        rid = request_id(headers)
+        name = self.endpoint.name
+        records: list[Record] = []
+        failure: str | None = None
+        progress = Progress()
+        try:
+            params = scope.get("path_params", {})
+            records = await self._process(headers, params, receive, now, progress)
+            answer = Answer(self.endpoint.success_status, self._success(len(records)))
+        except VerificationError as exc:
+            failure = exc.reason
+            self.runtime.metrics.signature_failures.labels(name, exc.reason).inc()
+            answer = Answer.error(exc)
+        except IngestError as exc:
+            failure = exc.code
+            answer = Answer.error(exc)
+        except ClientDisconnect:
+            # Gone before the body arrived: nothing was published, nobody reads the answer.
+            failure = "client_disconnected"
+            answer = Answer(400, b'{"error":"bad_request","detail":"disconnected"}')
+        except Exception:
+            failure = "internal"
+            log.exception("unexpected error", extra={"request_id": rid, "endpoint": name})
+            answer = Answer(500, b'{"error":"internal","detail":"internal error"}')
+        if not progress.body_read:
+            # Answered before the body was read: what is left of it is not worth reading,
+            # nor a connection that may still be trickling it.
+            answer.headers.append(_CLOSE)
+        elapsed = time.perf_counter() - started
+        status = answer.status
+        self._count_request(status)
+        self._duration.observe(elapsed)
+        answer.headers.append((_REQUEST_ID_NAME, rid.encode("latin-1")))
+        # Successes are counted by ingest_requests_total and logged at DEBUG only: a JSON
+        # line per accepted request cost a sixth of the CPU (docs/benchmarks.md). Refusals
+        # stay at INFO and failures at WARNING. The route template, not the URL, is logged:
+        # token paths must not reach the logs.
+        if status >= 500:
+            level = logging.WARNING
+        else:
+            level = logging.INFO if status >= 300 else logging.DEBUG
+        if not log.isEnabledFor(level):
+            return answer
+        log.log(
+            level,
+            "request",
+            extra={
+                "request_id": rid,
+                "endpoint": name,
+                "route": self.endpoint.path,
+                "status": status,
+                "records": len(records),
+                "reason": failure,
+                "duration_ms": round(elapsed * 1000, 2),
+            },
+        )
+        return answer
