@@ -37,7 +37,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from aiokafka import TopicPartition
 from aiokafka import errors as kafka_errors
 
 from consumers import db, dlq, metrics, store
@@ -49,6 +48,7 @@ from consumers.flood import FloodGuard, PoisonFlood
 from consumers.isolate import Progress, isolate
 from consumers.liveness import Liveness
 from consumers.observe import BatchReport, observe_batch
+from consumers.offsets import Offsets
 from consumers.outage import Outages
 from consumers.types import Context, Handler
 from contract.records import CE_SOURCE
@@ -111,13 +111,14 @@ class Runner:
         self.io_timeout_s = settings.kafka_io_timeout_s
         self.dlq_topic = topic_name(settings.topic_prefix, DLQ)
         self.liveness = Liveness(settings.liveness_stall_s)
+        self.offsets = Offsets(consumer, self.io_timeout_s, self.liveness)
         self.outages = Outages(
             consumer,
             backoff,
             io_timeout_s=self.io_timeout_s,
             on_attempt=self.liveness.beat,
             quiesce=self._quiesce,
-            on_idle=self._refresh_lag,
+            on_idle=self.offsets.refresh_lag,
         )
         self.flood = FloodGuard(
             max_share=settings.poison_max_share,
@@ -127,7 +128,6 @@ class Runner:
         )
         self.held: str | None = None  # why the runner holds (a poison flood), if it does
         self._prefetch: asyncio.Task[Batch] | None = None
-        self._committed: dict[TopicPartition, int] = {}
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -199,7 +199,7 @@ class Runner:
         after it meanwhile; None when nothing arrived."""
         records, items = await self._next()
         if not records:
-            self._update_lag()
+            self.offsets.update_lag()
             self.liveness.beat()
             return None
         return await self._process(records, items, prefetch=True)
@@ -280,7 +280,9 @@ class Runner:
             await self.outages.retrying("dead-letter log", lambda: self._log_dead(dead))
         if self.hooks.before_commit is not None:
             await self.hooks.before_commit(records)
-        await self.outages.retrying("offset commit", lambda: self._commit(committable(records)))
+        await self.outages.retrying(
+            "offset commit", lambda: self.offsets.commit(committable(records))
+        )
         self.liveness.batch_in_hand = False
         self.liveness.beat()
         results = [r for g in progress.values() for r in g.results]
@@ -354,52 +356,6 @@ class Runner:
     async def _log_dead(self, letters: Sequence[dlq.DeadLetter]) -> None:
         async with db.transaction(self.pool, self.settings.db_transaction_timeout_s) as conn:
             await store.log_dead_letters(conn, [dlq.log_row(letter) for letter in letters])
-
-    async def _commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
-        assigned = self.consumer.assignment()
-        owned = {TopicPartition(t, p): o for (t, p), o in offsets.items()}
-        mine = {tp: o for tp, o in owned.items() if tp in assigned}
-        if len(mine) < len(owned):
-            log.warning("partitions revoked mid-batch; their new owner redelivers them")
-        if not mine:
-            return
-        try:
-            await asyncio.wait_for(self.consumer.commit(mine), self.io_timeout_s)
-        except kafka_errors.CommitFailedError as exc:
-            # The group rebalanced: the batch is in the database and the inbox, and the new
-            # owner of these partitions will find every record a duplicate.
-            log.warning("offset commit rejected after a rebalance", extra={"error": str(exc)})
-            return
-        self._committed.update(mine)
-        self._update_lag()
-
-    async def _refresh_lag(self) -> None:
-        """While paused nothing is fetched, so the highwater marks stand still: ask the broker
-        for the partition ends instead, so the lag gauge shows the backlog growing."""
-        assigned = list(self.consumer.assignment())
-        if not assigned:
-            return
-        try:
-            ends = await asyncio.wait_for(self.consumer.end_offsets(assigned), self.io_timeout_s)
-        except (TimeoutError, kafka_errors.KafkaError) as exc:
-            log.debug("lag refresh failed", extra={"error": str(exc)})
-            return
-        for tp, end in ends.items():
-            committed = self._committed.get(tp)
-            if committed is not None:
-                metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - committed))
-
-    def _update_lag(self) -> None:
-        total = 0
-        for tp in self.consumer.assignment():
-            highwater = self.consumer.highwater(tp)
-            committed = self._committed.get(tp)
-            if highwater is None or committed is None:
-                continue
-            lag = max(0, highwater - committed)
-            metrics.LAG.labels(tp.topic, str(tp.partition)).set(lag)
-            total += lag
-        self.liveness.lag = total
 
     @property
     def paused(self) -> bool:
