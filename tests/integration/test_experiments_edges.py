@@ -29,7 +29,7 @@ from tests.integration.experiments_helpers import (
     item,
     participation,
 )
-from tests.integration.test_experiments_purchases import PRODUCTION, RC_ID, purchase
+from tests.integration.test_experiments_purchases import PRODUCTION, make_buyer, purchase
 
 HANDLERS: dict[str, Handler] = {"revenuecat": RevenueCatHandler(), "app": ExperimentsHandler()}
 
@@ -42,20 +42,6 @@ def retry(pool: asyncpg.Pool, environment: str = "production") -> PendingRetry:
     return PendingRetry(
         pool, HANDLERS, environment=environment, topic_prefix="", dead_letters=no_dead_letters
     )
-
-
-async def make_buyer(pool: asyncpg.Pool) -> uuid.UUID:
-    user_id = await pool.fetchval(
-        "INSERT INTO users (uid, email) VALUES ('u_ann', 'Ann@Example.COM') RETURNING id"
-    )
-    await pool.execute(
-        "INSERT INTO user_revenue_cat_ids"
-        " (uid, user_id, revenue_cat_id, revenue_cat_attributes, created_at, checked_at)"
-        " VALUES ('iurc_ann', $1, $2, '{}', 0, 0)",
-        user_id,
-        RC_ID,
-    )
-    return await create_profile(pool, "ann@example.com")
 
 
 async def test_a_purchase_before_the_participation_converts_once_it_appears(

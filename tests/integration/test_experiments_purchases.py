@@ -60,6 +60,10 @@ async def apply_revenuecat(pool: asyncpg.Pool, batch: Sequence[Event]) -> list[R
 
 @pytest.fixture
 async def buyer(pool: asyncpg.Pool) -> uuid.UUID:
+    return await make_buyer(pool)
+
+
+async def make_buyer(pool: asyncpg.Pool) -> uuid.UUID:
     """A person known on both sides: users/user_revenue_cat_ids and user_profiles, with
     emails that differ only in case."""
     user_id = await pool.fetchval(
