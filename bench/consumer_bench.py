@@ -102,6 +102,23 @@ def database_dsn(postgres: EmbeddedPostgres, name: str) -> str:
     return f"postgresql://postgres@127.0.0.1:{postgres.port}/{name}"
 
 
+def backlog(count: int, users: int, start: datetime) -> list[Source]:
+    """The two sources every consumer benchmark applies: experiments impressions and Kit."""
+    return [
+        Source("app", "experiments", dataset.impression_records(count, users, start)),
+        Source("kit", "kit", dataset.kit_records(count, users, start)),
+    ]
+
+
+def bench_settings(bootstrap: str, label: str) -> Settings:
+    """Settings for one benchmark's topics: a fresh prefix on the embedded broker."""
+    return Settings(
+        kafka_bootstrap_servers=bootstrap,
+        kafka_idempotent_producer=False,
+        topic_prefix=f"{label}{secrets.token_hex(4)}.",
+    )
+
+
 async def prepare_databases(postgres: EmbeddedPostgres, users: int) -> dict[str, dataset.Seeded]:
     admin = await asyncpg.connect(postgres.dsn)
     try:
@@ -287,16 +304,8 @@ async def measure(
 ) -> dict[str, Any]:
     seeded = await prepare_databases(postgres, options.users)
     start = datetime.now(UTC) - timedelta(hours=6)
-    count, users = options.events, options.users
-    sources = [
-        Source("app", "experiments", dataset.impression_records(count, users, start)),
-        Source("kit", "kit", dataset.kit_records(count, users, start)),
-    ]
-    prefix = f"bench{secrets.token_hex(4)}."
-    settings = Settings(
-        kafka_bootstrap_servers=broker.bootstrap, kafka_idempotent_producer=False,
-        topic_prefix=prefix,
-    )  # fmt: skip
+    sources = backlog(options.events, options.users, start)
+    settings = bench_settings(broker.bootstrap, "bench")
     await create_topics(settings)
     publish_rates = {s.name: await publish(settings, s.records) for s in sources}
     log(f"published {options.events} records per source")
@@ -305,7 +314,7 @@ async def measure(
             "DATABASE_URL": database_dsn(postgres, DATABASES[0]),
             "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
             "KAFKA_IDEMPOTENT_PRODUCER": "false",
-            "TOPIC_PREFIX": prefix,
+            "TOPIC_PREFIX": settings.topic_prefix,
             "ENVIRONMENT": "dev",
         }
     )

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -31,7 +30,13 @@ import asyncpg
 import orjson
 
 from bench import dataset
-from bench.consumer_bench import Source, consume_source, database_dsn, publish
+from bench.consumer_bench import (
+    backlog,
+    bench_settings,
+    consume_source,
+    database_dsn,
+    publish,
+)
 from bench.ingest_bench import start_broker
 from bench.procs import Cleanup, child_env
 from bench.report import table
@@ -200,15 +205,8 @@ async def measure(
     start = datetime.now(UTC) - timedelta(hours=6)
     park_s = await prepare(postgres, options, start)
     log(f"parked {options.parked:,} rows in {park_s:.1f} s")
-    count, users = options.events, options.users
-    sources = [
-        Source("app", "experiments", dataset.impression_records(count, users, start)),
-        Source("kit", "kit", dataset.kit_records(count, users, start)),
-    ]
-    prefix = f"benchp{secrets.token_hex(4)}."
-    settings = Settings(
-        kafka_bootstrap_servers=bootstrap, kafka_idempotent_producer=False, topic_prefix=prefix
-    )
+    sources = backlog(options.events, options.users, start)
+    settings = bench_settings(bootstrap, "benchp")
     await create_topics(settings)
     for source in sources:
         await publish(settings, source.records)
@@ -225,7 +223,7 @@ async def measure(
                     "DATABASE_URL": database_dsn(postgres, database),
                     "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
                     "KAFKA_IDEMPOTENT_PRODUCER": "false",
-                    "TOPIC_PREFIX": prefix,
+                    "TOPIC_PREFIX": settings.topic_prefix,
                     "ENVIRONMENT": "dev",
                     # The retry task's first pass starts with the consumer, as in production.
                     "PENDING_RETRY_INTERVAL_S": "5",
