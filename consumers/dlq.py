@@ -21,8 +21,9 @@ from typing import Any
 
 from consumers import store
 from consumers.classify import error_class, error_message
-from consumers.decode import Headers, RawRecord
-from contract.records import CE_ID, CE_SOURCE, rfc3339
+from consumers.decode import RawRecord
+from contract.headers import CE_ID, CE_SOURCE, Headers
+from contract.records import rfc3339
 
 SOURCE_TOPIC = "ingest_dlq_source_topic"
 SOURCE_PARTITION = "ingest_dlq_source_partition"

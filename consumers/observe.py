@@ -10,7 +10,7 @@ from consumers.apply import Disposition, Report
 from consumers.decode import Item
 from consumers.dlq import DeadLetter
 from consumers.pending import RetryReport
-from contract.records import CE_SOURCE
+from contract.headers import CE_SOURCE
 
 
 @dataclass(slots=True)

@@ -32,18 +32,9 @@ from consumers.decode import RawRecord
 from consumers.dlq import DeadLetter, log_row
 from consumers.isolate import Poisoned, Progress, isolate
 from consumers.types import Context, Handler, Outcome
-from contract.records import (
-    CE_ID,
-    CE_PARTITIONKEY,
-    CE_SOURCE,
-    CE_SPECVERSION,
-    CE_TIME,
-    CE_TYPE,
-    CONTENT_TYPE,
-    STREAM_OF_SOURCE,
-    rfc3339,
-)
-from core.topics import topic_name
+from contract.headers import encode_headers
+from contract.records import rfc3339
+from contract.topics import STREAM_OF_SOURCE, topic_name
 
 _START = (datetime(1970, 1, 1, tzinfo=UTC), "", "")
 
@@ -92,14 +83,13 @@ def as_raw(row: store.PendingRow, topic_prefix: str) -> RawRecord:
         offset=origin.offset if origin else -1,
         key=event.partition_key.encode(),
         value=orjson.dumps(event.data),
-        headers=(
-            (CE_SPECVERSION, b"1.0"),
-            (CE_ID, event.id.encode()),
-            (CE_SOURCE, event.source.encode()),
-            (CE_TYPE, event.type.encode()),
-            (CE_TIME, rfc3339(event.time).encode()),
-            (CE_PARTITIONKEY, event.partition_key.encode()),
-            (CONTENT_TYPE, b"application/json"),
+        headers=encode_headers(
+            event_id=event.id,
+            source=event.source,
+            event_type=event.type,
+            time=rfc3339(event.time),
+            partition_key=event.partition_key,
+            received_at=None,
         ),
     )
 

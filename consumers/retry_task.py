@@ -25,8 +25,8 @@ from consumers.dlq import DeadLetter
 from consumers.observe import observe_pending
 from consumers.pending import Budget, PendingRetry, RetryReport, refresh_gauges
 from consumers.types import Handler
+from contract.topics import DLQ, topic_name
 from core.settings import Settings
-from core.topics import DLQ, topic_name
 
 log = logging.getLogger("consumers.retry")
 

@@ -51,9 +51,9 @@ from consumers.observe import BatchReport, observe_batch
 from consumers.offsets import Offsets
 from consumers.outage import Outages
 from consumers.types import Context, Handler
-from contract.records import CE_SOURCE
+from contract.headers import CE_SOURCE
+from contract.topics import DLQ, topic_name
 from core.settings import Settings
-from core.topics import DLQ, topic_name
 
 log = logging.getLogger("consumers.runner")
 

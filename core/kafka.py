@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from contract.records import Record
+from contract.topics import topic_name
 from core.settings import Settings
-from core.topics import topic_name
-
-
-class Publishable(Protocol):
-    """What a record must carry to be sent (``contract.records.Record`` does)."""
-
-    @property
-    def stream(self) -> str: ...
-    @property
-    def key(self) -> bytes: ...
-    @property
-    def value(self) -> bytes: ...
-    @property
-    def headers(self) -> tuple[tuple[str, bytes], ...]: ...
 
 
 def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
@@ -73,9 +61,7 @@ def make_consumer(settings: Settings, *topics: str, **overrides: Any) -> AIOKafk
     return AIOKafkaConsumer(*topics, **options)
 
 
-async def send_all(
-    producer: AIOKafkaProducer, topic_prefix: str, records: Iterable[Publishable]
-) -> int:
+async def send_all(producer: AIOKafkaProducer, topic_prefix: str, records: Iterable[Record]) -> int:
     """Send records to their streams' topics and wait until the broker acknowledged every one.
 
     For tools, tests and benchmarks that load a topic; the ingest service has its own

@@ -32,7 +32,7 @@ from consumers.handlers.experiment_reads import (
 )
 from consumers.handlers.experiment_store import write
 from consumers.types import APPLIED, Context, Event, Result, pending
-from contract.records import SOURCE_APP
+from contract.topics import SOURCE_APP
 
 
 class ExperimentsHandler:

@@ -18,7 +18,7 @@ import asyncpg
 from consumers import waits
 from consumers.handlers.kit_events import parse_kit
 from consumers.types import APPLIED, Context, Event, Result, pending
-from contract.records import SOURCE_KIT
+from contract.topics import SOURCE_KIT
 
 UNKNOWN_EMAIL = "unknown email"
 

@@ -30,7 +30,7 @@ from consumers.handlers.klaviyo_events import (
     parse_flow,
 )
 from consumers.types import APPLIED, Context, Event, Result, pending, skipped
-from contract.records import SOURCE_KLAVIYO
+from contract.topics import SOURCE_KLAVIYO
 
 UNKNOWN_USER = "unknown user"
 UNKNOWN_PROFILE = "unknown klaviyo profile"

@@ -21,7 +21,7 @@ from consumers.handlers import attributes
 from consumers.handlers.environment import revenuecat_mismatch
 from consumers.handlers.purchases import is_work, record_purchases, work_event
 from consumers.types import APPLIED, Context, Event, Outcome, Result, pending, skipped
-from contract.records import SOURCE_REVENUECAT
+from contract.topics import SOURCE_REVENUECAT
 
 UNKNOWN_ID = "unknown revenue cat id"
 

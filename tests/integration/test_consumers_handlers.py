@@ -20,8 +20,8 @@ from consumers.pending import PendingRetry
 from consumers.registry import build_handlers
 from consumers.types import Context, Event
 from contract.records import Record
+from contract.topics import topic_name
 from core.settings import Settings
-from core.topics import topic_name
 from ingest.providers import kit, klaviyo, klaviyo_flow, revenuecat
 
 RECEIVED = "2024-06-01T00:00:00.000Z"

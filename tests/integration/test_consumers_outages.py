@@ -25,10 +25,11 @@ from consumers.registry import build_handlers, topics_for
 from consumers.runner import Runner
 from consumers.service import readiness_probe
 from consumers.types import Context, Event, Handler, Result
+from contract.topics import DLQ, topic_name
 from core import devstack
 from core.kafka import make_consumer, make_producer
 from core.settings import Settings
-from core.topics import DLQ, create_topics, topic_name
+from core.topics import create_topics
 from tests.integration.test_consumers_runner import (
     FAST_BACKOFF,
     FAST_GROUP,

@@ -29,9 +29,9 @@ from consumers.registry import build_handlers, topics_for
 from consumers.runner import NO_HOOKS, Hooks, PoisonFlood, Runner
 from consumers.service import readiness_probe
 from contract.records import Record, cloudevent, rfc3339
+from contract.topics import DLQ, topic_name
 from core.kafka import make_consumer, make_producer
 from core.settings import Settings
-from core.topics import DLQ, topic_name
 from ingest.providers import kit, klaviyo_flow, revenuecat
 from tests.support import publish, read_records
 
