@@ -27,11 +27,11 @@ from consumers.registry import UnknownStream, build_handlers
 from consumers.retention import prune_dead_letters, prune_inbox, prune_skipped
 from consumers.service import run_service
 from consumers.topic_reader import CHUNK_RECORDS, TopicReader, assign_all
-from contract.records import CE_ID, CE_SOURCE
+from contract.headers import CE_ID, CE_SOURCE
+from contract.topics import DLQ, topic_name
 from core import logs
 from core.kafka import make_consumer, make_producer
 from core.settings import ConfigError, Settings
-from core.topics import DLQ, topic_name
 
 log = logging.getLogger("consumers.cli")
 
