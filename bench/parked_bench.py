@@ -42,7 +42,7 @@ from bench.procs import Cleanup, child_env
 from bench.report import table
 from bench.stats import ratio
 from consumers.cli import pending_list
-from consumers.dlq import DeadLetter
+from consumers.dlq import DeadLetterSink
 from consumers.pending import UNBOUNDED, PendingRetry
 from consumers.registry import build_handlers
 from core.devstack import EmbeddedPostgres
@@ -138,8 +138,14 @@ async def reset_inbox(postgres: EmbeddedPostgres, database: str, source: str) ->
         await conn.close()
 
 
-async def no_dead_letters(letters: Sequence[DeadLetter]) -> None:
-    raise RuntimeError(f"{len(letters)} parked events were dead-lettered")
+class _NoSends:
+    """The benchmark's events all apply: a dead letter means the run is broken."""
+
+    async def send(self, topic: str, **record: Any) -> Any:
+        raise RuntimeError(f"a parked event was dead-lettered to {topic}")
+
+
+NO_DEAD_LETTERS = DeadLetterSink(_NoSends(), "ingest.dlq.v1", "bench", 1.0)
 
 
 async def time_passes(dsn: str, options: ParkedOptions) -> list[dict[str, Any]]:
@@ -152,7 +158,7 @@ async def time_passes(dsn: str, options: ParkedOptions) -> list[dict[str, Any]]:
             build_handlers(("kit",)),
             environment="dev",
             topic_prefix="",
-            dead_letters=no_dead_letters,
+            dead_letters=NO_DEAD_LETTERS,
         )
         # Only woken rows are due during the timed passes.
         await pool.execute("UPDATE ingest_pending SET next_attempt_at = now() + interval '1 day'")

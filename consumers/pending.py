@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -29,7 +29,7 @@ import orjson
 from consumers import db, metrics, parked, store
 from consumers.apply import run_handlers
 from consumers.decode import RawRecord
-from consumers.dlq import DeadLetter, log_row
+from consumers.dlq import DeadLetter, DeadLetterSink, log_row
 from consumers.isolate import Poisoned, Progress, isolate
 from consumers.types import Context, Handler, Outcome
 from contract.headers import encode_headers
@@ -92,9 +92,6 @@ def as_raw(row: store.PendingRow, topic_prefix: str) -> RawRecord:
             received_at=None,
         ),
     )
-
-
-DeadLetterSink = Callable[[Sequence[DeadLetter]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +254,7 @@ class PendingRetry:
             for p in poisoned
         ]
         keys = [(p.item.event.source, p.item.event.id) for p in poisoned]
-        await self._dead_letters(letters)
+        await self._dead_letters.publish(letters)
         async with db.transaction(self._pool) as conn:
             await store.log_dead_letters(conn, [log_row(letter) for letter in letters])
             await store.delete_pending(conn, keys, self._scope)

@@ -13,38 +13,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
 
 import asyncpg
 
-from consumers import dlq
 from consumers.classify import Failure, classify
-from consumers.dlq import DeadLetter
+from consumers.dlq import DeadLetterSink
 from consumers.observe import observe_pending
 from consumers.pending import Budget, PendingRetry, RetryReport, refresh_gauges
 from consumers.types import Handler
-from contract.topics import DLQ, topic_name
 from core.settings import Settings
 
 log = logging.getLogger("consumers.retry")
 
 PassHook = Callable[[], Awaitable[None]]
-DeadLetterSink = Callable[[Sequence[DeadLetter]], Awaitable[None]]
-
-
-def dlq_sink(settings: Settings, producer: Any, timeout_s: float = 10.0) -> DeadLetterSink:
-    """Dead letters of a pass go to the DLQ topic through ``producer``."""
-    topic = topic_name(settings.topic_prefix, DLQ)
-
-    async def publish(letters: Sequence[DeadLetter]) -> None:
-        await asyncio.wait_for(
-            dlq.publish(producer, topic, letters, settings.consumer_group, datetime.now(UTC)),
-            timeout_s,
-        )
-
-    return publish
 
 
 class RetryTask:

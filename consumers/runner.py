@@ -52,7 +52,6 @@ from consumers.offsets import Offsets
 from consumers.outage import Outages
 from consumers.types import Context, Handler
 from contract.headers import CE_SOURCE
-from contract.topics import DLQ, topic_name
 from core.settings import Settings
 
 log = logging.getLogger("consumers.runner")
@@ -81,7 +80,7 @@ class Runner:
     """Applies the records of ``consumer``'s topics with ``handlers`` (keyed by ce_source).
 
     The caller builds and starts the clients (``pool``, a started aiokafka ``consumer``
-    subscribed to the topics, a started ``producer`` for the DLQ) and closes them after
+    subscribed to the topics, the producer of ``dead_letters``) and closes them after
     :meth:`run` returns. ``scope`` keeps this runtime's inbox apart from the ingester's own
     when an internal team applies the same topics with its own handlers.
     """
@@ -92,7 +91,7 @@ class Runner:
         handlers: Mapping[str, Handler] | Iterable[Handler],
         pool: asyncpg.Pool,
         consumer: Any,
-        producer: Any,
+        dead_letters: dlq.DeadLetterSink,
         *,
         scope: str = "",
         backoff: Backoff = DEFAULT_BACKOFF,
@@ -104,12 +103,11 @@ class Runner:
         )
         self.pool = pool
         self.consumer = consumer
-        self.producer = producer
+        self.dead_letters = dead_letters
         self.scope = scope
         self.backoff = backoff
         self.hooks = hooks
         self.io_timeout_s = settings.kafka_io_timeout_s
-        self.dlq_topic = topic_name(settings.topic_prefix, DLQ)
         self.liveness = Liveness(settings.liveness_stall_s)
         self.offsets = Offsets(consumer, self.io_timeout_s, self.liveness)
         self.outages = Outages(
@@ -276,7 +274,9 @@ class Runner:
         again = sum(1 for d in dead if dlq.replay_count(d.raw) > 0)
         self.flood.check(time.monotonic(), len(items) - again, len(dead) - again)
         if dead:
-            await self.outages.retrying("dead-letter publish", lambda: self._publish_dead(dead))
+            await self.outages.retrying(
+                "dead-letter publish", lambda: self.dead_letters.publish(dead)
+            )
             await self.outages.retrying("dead-letter log", lambda: self._log_dead(dead))
         if self.hooks.before_commit is not None:
             await self.hooks.before_commit(records)
@@ -340,18 +340,6 @@ class Runner:
         )
 
     # -- dead letters and commits ---------------------------------------------------------
-
-    async def _publish_dead(self, letters: Sequence[dlq.DeadLetter]) -> None:
-        await asyncio.wait_for(
-            dlq.publish(
-                self.producer,
-                self.dlq_topic,
-                letters,
-                self.settings.consumer_group,
-                datetime.now(UTC),
-            ),
-            self.io_timeout_s,
-        )
 
     async def _log_dead(self, letters: Sequence[dlq.DeadLetter]) -> None:
         async with db.transaction(self.pool, self.settings.db_transaction_timeout_s) as conn:

@@ -15,9 +15,10 @@ import asyncpg
 from aiokafka import errors as kafka_errors
 
 from consumers import db
+from consumers.dlq import DeadLetterSink
 from consumers.health import HealthServer
 from consumers.registry import topics_for
-from consumers.retry_task import RetryTask, dlq_sink
+from consumers.retry_task import RetryTask
 from consumers.runner import Runner
 from consumers.types import Handler
 from core.kafka import make_consumer, make_producer
@@ -78,7 +79,8 @@ async def _serve(
     try:
         await producer.start()
         await consumer.start()
-        runner = Runner(settings, handlers, pool, consumer, producer, scope=scope)
+        dead_letters = DeadLetterSink.from_settings(settings, producer)
+        runner = Runner(settings, handlers, pool, consumer, dead_letters, scope=scope)
         health = HealthServer(
             readiness_probe(runner, pool),
             settings.consumer_metrics_port,
@@ -93,7 +95,7 @@ async def _serve(
                 "metrics_port": health.port,
             },
         )
-        retry = RetryTask(settings, pool, handlers, dlq_sink(settings, producer), scope=scope)
+        retry = RetryTask(settings, pool, handlers, dead_letters, scope=scope)
         # The retry of parked events runs beside the loop, never inside it (a pass awaits the
         # database chunk by chunk while the runner keeps fetching and committing).
         retrying = asyncio.create_task(retry.run(stop), name="pending-retry")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -35,6 +35,26 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+class StartOnSend:
+    """A producer made and started by the first send, for a command that may have nothing
+    to send and must then need neither the broker nor its address (``pending retry``
+    dead-letters only what fails). :meth:`stop` stops it if it was made."""
+
+    def __init__(self, make: Callable[[], AIOKafkaProducer]) -> None:
+        self._make = make
+        self._producer: AIOKafkaProducer | None = None
+
+    async def send(self, topic: str, **kwargs: Any) -> Any:
+        if self._producer is None:
+            self._producer = self._make()
+            await self._producer.start()
+        return await self._producer.send(topic, **kwargs)
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
 
 
 FETCH_MAX_WAIT_MS = 50

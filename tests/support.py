@@ -1,4 +1,5 @@
-"""Helpers shared by integration tests: talk to the real broker without a consumer group."""
+"""Helpers shared by integration tests: talk to the real broker without a consumer group, and
+a dead-letter sink for code that must dead-letter nothing."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from consumers.dlq import DeadLetterSink
 from contract.records import Record
 from core.kafka import send_all
 
@@ -55,3 +57,13 @@ async def publish(bootstrap: str, topic_prefix: str, records: Iterable[Record]) 
         await send_all(producer, topic_prefix, records)
     finally:
         await producer.stop()
+
+
+class _NoSends:
+    """A producer for code that must send nothing: a send fails the test."""
+
+    async def send(self, topic: str, **record: Any) -> Any:
+        raise AssertionError(f"unexpected record for {topic}: {record}")
+
+
+NO_DEAD_LETTERS = DeadLetterSink(_NoSends(), "ingest.dlq.v1", "tests", 1.0)

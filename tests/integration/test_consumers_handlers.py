@@ -15,7 +15,6 @@ import pytest
 from consumers.apply import Disposition, apply_in_transaction
 from consumers.cli import pending_list, pending_retry
 from consumers.decode import RawRecord, decode
-from consumers.dlq import DeadLetter
 from consumers.pending import PendingRetry
 from consumers.registry import build_handlers
 from consumers.types import Context, Event
@@ -23,6 +22,7 @@ from contract.records import Record
 from contract.topics import topic_name
 from core.settings import Settings
 from ingest.providers import kit, klaviyo, klaviyo_flow, revenuecat
+from tests.support import NO_DEAD_LETTERS
 
 RECEIVED = "2024-06-01T00:00:00.000Z"
 _offsets = iter(range(10**9))
@@ -48,15 +48,12 @@ async def apply(
 
 
 async def retry_pending(pool: asyncpg.Pool, environment: str = "dev") -> dict[str, int]:
-    async def no_dead_letters(letters: Sequence[DeadLetter]) -> None:
-        raise AssertionError(f"unexpected dead letters {letters}")
-
     retry = PendingRetry(
         pool,
         build_handlers(()),
         environment=environment,
         topic_prefix="t.",
-        dead_letters=no_dead_letters,
+        dead_letters=NO_DEAD_LETTERS,
     )
     return (await retry.run()).totals()
 

@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import REGISTRY
 
 from consumers import db, dlq
+from consumers.dlq import DeadLetterSink
 from consumers.registry import build_handlers, topics_for
 from consumers.runner import Runner
 from consumers.service import readiness_probe
@@ -63,7 +64,14 @@ async def started(
     producer = make_producer(settings)
     await consumer.start()
     await producer.start()
-    runner = Runner(settings, handlers, pool, consumer, producer, backoff=FAST_BACKOFF)
+    runner = Runner(
+        settings,
+        handlers,
+        pool,
+        consumer,
+        DeadLetterSink.from_settings(settings, producer),
+        backoff=FAST_BACKOFF,
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:
@@ -281,7 +289,14 @@ async def test_readiness_fails_when_the_broker_is_down(
     producer = make_producer(settings)
     await consumer.start()
     await producer.start()
-    runner = Runner(settings, handlers, pool, consumer, producer, backoff=FAST_BACKOFF)
+    runner = Runner(
+        settings,
+        handlers,
+        pool,
+        consumer,
+        DeadLetterSink.from_settings(settings, producer),
+        backoff=FAST_BACKOFF,
+    )
     probe = readiness_probe(runner, pool, timeout_s=1.0)
     try:
         deadline = time.monotonic() + 20

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -16,7 +16,6 @@ from aiokafka import TopicPartition
 from prometheus_client import REGISTRY
 
 from consumers.cli import pending_list, pending_retry
-from consumers.dlq import DeadLetter
 from consumers.pending import Budget, PendingRetry
 from consumers.registry import build_handlers
 from consumers.retry_task import RetryTask
@@ -32,13 +31,9 @@ from tests.integration.test_consumers_handlers import (
     token,
 )
 from tests.integration.test_consumers_runner import kit_records, running, until
-from tests.support import publish
+from tests.support import NO_DEAD_LETTERS, publish
 
 WHEN = "2024-06-01T00:00:00Z"
-
-
-async def no_dead_letters(letters: Sequence[DeadLetter]) -> None:
-    raise AssertionError(f"unexpected dead letters {letters}")
 
 
 def retry(pool: asyncpg.Pool, **options: float) -> PendingRetry:
@@ -47,7 +42,7 @@ def retry(pool: asyncpg.Pool, **options: float) -> PendingRetry:
         build_handlers(()),
         environment="dev",
         topic_prefix="t.",
-        dead_letters=no_dead_letters,
+        dead_letters=NO_DEAD_LETTERS,
         **options,  # type: ignore[arg-type]
     )
 
@@ -256,7 +251,7 @@ async def test_the_consumer_retries_parked_events_periodically(
         return gauge is None
 
     async with running(settings, pool) as runner:
-        task = RetryTask(settings, pool, runner.handlers, no_dead_letters)
+        task = RetryTask(settings, pool, runner.handlers, NO_DEAD_LETTERS)
         stop = asyncio.Event()
         retrying = asyncio.create_task(task.run(stop))
         try:
@@ -284,7 +279,7 @@ async def test_the_live_loop_keeps_committing_while_a_long_pass_runs(
     email = f"{token().lower()}@example.com"
     await pool.execute("INSERT INTO user_profiles (email) VALUES ($1)", email)
     async with running(settings, pool) as runner:
-        task = RetryTask(settings, pool, runner.handlers, no_dead_letters, before_pass=slow_pass)
+        task = RetryTask(settings, pool, runner.handlers, NO_DEAD_LETTERS, before_pass=slow_pass)
         stop = asyncio.Event()
         retrying = asyncio.create_task(task.run(stop))
         try:

@@ -25,6 +25,7 @@ from consumers import dlq
 from consumers.backoff import Backoff
 from consumers.cli import consume, dlq_list, dlq_replay
 from consumers.decode import RawRecord
+from consumers.dlq import DeadLetterSink
 from consumers.registry import build_handlers, topics_for
 from consumers.runner import NO_HOOKS, Hooks, PoisonFlood, Runner
 from consumers.service import readiness_probe
@@ -113,7 +114,15 @@ async def running(
     producer = make_producer(settings)
     await consumer.start()
     await producer.start()
-    runner = Runner(settings, handlers, pool, consumer, producer, backoff=FAST_BACKOFF, hooks=hooks)
+    runner = Runner(
+        settings,
+        handlers,
+        pool,
+        consumer,
+        DeadLetterSink.from_settings(settings, producer),
+        backoff=FAST_BACKOFF,
+        hooks=hooks,
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop)) if background else None
     try:

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
 from datetime import timedelta
 
 import asyncpg
 
 from consumers import db
 from consumers.apply import apply_in_transaction
-from consumers.dlq import DeadLetter
 from consumers.handlers.experiments import ExperimentsHandler
 from consumers.handlers.revenuecat import RevenueCatHandler
 from consumers.pending import PendingRetry
@@ -30,17 +28,14 @@ from tests.integration.experiments_helpers import (
     participation,
 )
 from tests.integration.test_experiments_purchases import PRODUCTION, make_buyer, purchase
+from tests.support import NO_DEAD_LETTERS
 
 HANDLERS: dict[str, Handler] = {"revenuecat": RevenueCatHandler(), "app": ExperimentsHandler()}
 
 
-async def no_dead_letters(letters: Sequence[DeadLetter]) -> None:
-    raise AssertionError(f"unexpected dead letters {letters}")
-
-
 def retry(pool: asyncpg.Pool, environment: str = "production") -> PendingRetry:
     return PendingRetry(
-        pool, HANDLERS, environment=environment, topic_prefix="", dead_letters=no_dead_letters
+        pool, HANDLERS, environment=environment, topic_prefix="", dead_letters=NO_DEAD_LETTERS
     )
 
 

@@ -4,13 +4,11 @@ its pending retry once the experiment is created."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import asyncpg
 
 from consumers.apply import apply_in_transaction
-from consumers.dlq import DeadLetter
 from consumers.handlers.experiments import ExperimentsHandler
 from consumers.pending import PendingRetry
 from consumers.types import Context
@@ -22,12 +20,9 @@ from tests.integration.experiments_helpers import (
     item,
     participation,
 )
+from tests.support import NO_DEAD_LETTERS
 
 HANDLERS = {"app": ExperimentsHandler()}
-
-
-async def no_dead_letters(letters: Sequence[DeadLetter]) -> None:
-    raise AssertionError(f"unexpected dead letters: {[d.message for d in letters]}")
 
 
 async def test_unknown_experiment_is_parked_then_applied_by_pending_retry(
@@ -49,7 +44,7 @@ async def test_unknown_experiment_is_parked_then_applied_by_pending_retry(
     ]
 
     retry = PendingRetry(
-        pool, HANDLERS, environment="dev", topic_prefix="", dead_letters=no_dead_letters
+        pool, HANDLERS, environment="dev", topic_prefix="", dead_letters=NO_DEAD_LETTERS
     )
     still = await retry.run()
     assert still.totals() == {"applied": 0, "skipped": 0, "pending": 2, "dead": 0}

@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import asyncpg
 import pytest
 
+from consumers.dlq import DeadLetterSink
 from consumers.registry import build_handlers, topics_for
-from consumers.retry_task import RetryTask, dlq_sink
+from consumers.retry_task import RetryTask
 from consumers.runner import Runner
 from core.kafka import make_consumer, make_producer
 from core.settings import Settings
@@ -38,7 +39,9 @@ async def runner(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[Runner
     await consumer.start()
     await producer.start()
     try:
-        yield Runner(production, handlers, pool, consumer, producer)
+        yield Runner(
+            production, handlers, pool, consumer, DeadLetterSink.from_settings(production, producer)
+        )
     finally:
         await consumer.stop()
         await producer.stop()
@@ -128,7 +131,7 @@ async def test_events_and_purchase_through_the_runner(
 
     launch = await create_experiment(pool, "launch", variants=("a", "b"))
     report = await RetryTask(
-        runner.settings, pool, runner.handlers, dlq_sink(runner.settings, runner.producer)
+        runner.settings, pool, runner.handlers, runner.dead_letters
     ).retry.run()
     assert report.total("applied") == 1
     assert await pool.fetchval("SELECT count(*) FROM ingest_pending") == 0
