@@ -21,6 +21,7 @@ from aiokafka import errors as kafka_errors
 
 from consumers import db, dlq, metrics, parked, store
 from consumers.decode import RawRecord
+from consumers.dlq import DeadLetterSink
 from consumers.errors import ConsumerError
 from consumers.pending import PendingRetry, refresh_gauges
 from consumers.registry import UnknownStream, build_handlers
@@ -30,7 +31,7 @@ from consumers.topic_reader import CHUNK_RECORDS, TopicReader, assign_all
 from contract.headers import CE_ID, CE_SOURCE
 from contract.topics import DLQ, topic_name
 from core import logs
-from core.kafka import make_consumer, make_producer
+from core.kafka import StartOnSend, make_consumer, make_producer
 from core.settings import ConfigError, Settings
 
 log = logging.getLogger("consumers.cli")
@@ -275,21 +276,7 @@ async def pending_retry(settings: Settings, *, expired: bool = False) -> int:
 
 async def _pending_retry(settings: Settings, expired: bool) -> int:
     handlers = build_handlers(())
-    producer: Any = None
-
-    async def dead_letters(letters: Sequence[dlq.DeadLetter]) -> None:
-        nonlocal producer
-        if producer is None:
-            producer = make_producer(settings)
-            await producer.start()
-        await dlq.publish(
-            producer,
-            topic_name(settings.topic_prefix, DLQ),
-            letters,
-            settings.consumer_group,
-            datetime.now(UTC),
-        )
-
+    producer = StartOnSend(lambda: make_producer(settings))
     try:
         async with _pool(settings) as pool:
             retry = PendingRetry(
@@ -297,7 +284,7 @@ async def _pending_retry(settings: Settings, expired: bool) -> int:
                 handlers,
                 environment=settings.environment,
                 topic_prefix=settings.topic_prefix,
-                dead_letters=dead_letters,
+                dead_letters=DeadLetterSink.from_settings(settings, producer),
                 max_age_days=settings.pending_max_age_days,
                 backoff_max_s=settings.pending_backoff_max_s,
             )
@@ -307,8 +294,7 @@ async def _pending_retry(settings: Settings, expired: bool) -> int:
             async with db.connection(pool) as conn:
                 left = await store.pending_summary(conn)
     finally:
-        if producer is not None:
-            await producer.stop()
+        await producer.stop()
     totals = report.totals()
     print(
         f"applied {totals['applied']}, skipped {totals['skipped']}, dead {totals['dead']}, "
