@@ -43,7 +43,8 @@ from bench.report import table
 from bench.stats import ratio
 from consumers.cli import pending_list
 from consumers.dlq import DeadLetterSink
-from consumers.pending import UNBOUNDED, PendingRetry
+from consumers.pending.policy import UNBOUNDED, PendingPolicy
+from consumers.pending.retry import PendingRetry
 from consumers.registry import build_handlers
 from core.devstack import EmbeddedPostgres
 from core.migrate import default_dir, migrate
@@ -156,9 +157,10 @@ async def time_passes(dsn: str, options: ParkedOptions) -> list[dict[str, Any]]:
         retry = PendingRetry(
             pool,
             build_handlers(("kit",)),
+            PendingPolicy.from_settings(Settings()),
+            NO_DEAD_LETTERS,
             environment="dev",
             topic_prefix="",
-            dead_letters=NO_DEAD_LETTERS,
         )
         # Only woken rows are due during the timed passes.
         await pool.execute("UPDATE ingest_pending SET next_attempt_at = now() + interval '1 day'")

@@ -9,7 +9,7 @@ from consumers import metrics
 from consumers.apply import Disposition, Report
 from consumers.decode import Item
 from consumers.dlq import DeadLetter
-from consumers.pending import RetryReport
+from consumers.pending.retry import RetryReport
 from contract.headers import CE_SOURCE
 
 

@@ -337,6 +337,7 @@ class Runner:
             ctx,
             scope=self.scope,
             timeout_s=self.settings.db_transaction_timeout_s,
+            backoff_max_s=self.settings.pending_backoff_max_s,
         )
 
     # -- dead letters and commits ---------------------------------------------------------

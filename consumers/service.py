@@ -17,8 +17,9 @@ from aiokafka import errors as kafka_errors
 from consumers import db
 from consumers.dlq import DeadLetterSink
 from consumers.health import HealthServer
+from consumers.pending.retry import PendingRetry
+from consumers.pending.task import RetryTask
 from consumers.registry import topics_for
-from consumers.retry_task import RetryTask
 from consumers.runner import Runner
 from consumers.types import Handler
 from core.kafka import make_consumer, make_producer
@@ -95,7 +96,9 @@ async def _serve(
                 "metrics_port": health.port,
             },
         )
-        retry = RetryTask(settings, pool, handlers, dead_letters, scope=scope)
+        retry = RetryTask(
+            PendingRetry.from_settings(settings, pool, handlers, dead_letters, scope=scope)
+        )
         # The retry of parked events runs beside the loop, never inside it (a pass awaits the
         # database chunk by chunk while the runner keeps fetching and committing).
         retrying = asyncio.create_task(retry.run(stop), name="pending-retry")

@@ -19,7 +19,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from consumers import waits
+from consumers.pending import waits
 from consumers.types import APPLIED, Result, pending, skipped
 
 Key = tuple[uuid.UUID, uuid.UUID]  # (user_profiles.id, experiments.id)

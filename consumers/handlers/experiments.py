@@ -21,7 +21,6 @@ from typing import Any
 
 import asyncpg
 
-from consumers import waits
 from consumers.handlers.experiment_items import Item, parse_item
 from consumers.handlers.experiment_plan import Batch, Conversion, Experiment
 from consumers.handlers.experiment_reads import (
@@ -31,6 +30,7 @@ from consumers.handlers.experiment_reads import (
     lock_participations,
 )
 from consumers.handlers.experiment_store import write
+from consumers.pending import waits
 from consumers.types import APPLIED, Context, Event, Result, pending
 from contract.topics import SOURCE_APP
 

@@ -19,7 +19,6 @@ from datetime import datetime
 
 import asyncpg
 
-from consumers import waits
 from consumers.handlers import klaviyo_store as db
 from consumers.handlers.environment import property_mismatch
 from consumers.handlers.klaviyo_events import (
@@ -29,6 +28,7 @@ from consumers.handlers.klaviyo_events import (
     parse_consent,
     parse_flow,
 )
+from consumers.pending import waits
 from consumers.types import APPLIED, Context, Event, Result, pending, skipped
 from contract.topics import SOURCE_KLAVIYO
 

@@ -10,7 +10,6 @@ import asyncpg
 
 from consumers.apply import apply_in_transaction
 from consumers.handlers.experiments import ExperimentsHandler
-from consumers.pending import PendingRetry
 from consumers.types import Context
 from tests.integration.experiments_helpers import (
     at,
@@ -20,7 +19,7 @@ from tests.integration.experiments_helpers import (
     item,
     participation,
 )
-from tests.support import NO_DEAD_LETTERS
+from tests.support import PENDING, retry_for
 
 HANDLERS = {"app": ExperimentsHandler()}
 
@@ -32,7 +31,9 @@ async def test_unknown_experiment_is_parked_then_applied_by_pending_retry(
     impression = item("impression", user, at(0), experiment="launch", variant="b")
     conversion = item("conversion", user, at(3), experiment="launch", variant="b")
     ctx = Context(environment="dev", now=datetime.now(UTC))
-    report = await apply_in_transaction(pool, HANDLERS, events(impression, conversion), ctx)
+    report = await apply_in_transaction(
+        pool, HANDLERS, events(impression, conversion), ctx, backoff_max_s=PENDING.backoff_max_s
+    )
     assert [(s.disposition.value, s.reason) for s in report.settled] == [
         ("pending", "unknown experiment"),
         ("pending", "unknown experiment"),
@@ -43,9 +44,7 @@ async def test_unknown_experiment_is_parked_then_applied_by_pending_retry(
         (conversion["id"], "unknown experiment"),
     ]
 
-    retry = PendingRetry(
-        pool, HANDLERS, environment="dev", topic_prefix="", dead_letters=NO_DEAD_LETTERS
-    )
+    retry = retry_for(pool, HANDLERS)
     still = await retry.run()
     assert still.totals() == {"applied": 0, "skipped": 0, "pending": 2, "dead": 0}
 
@@ -64,7 +63,9 @@ async def test_unknown_experiment_is_parked_then_applied_by_pending_retry(
 
     # A further pass and a redelivery of the same records change nothing.
     assert (await retry.run()).total("applied") == 0
-    again = await apply_in_transaction(pool, HANDLERS, events(impression, conversion), ctx)
+    again = await apply_in_transaction(
+        pool, HANDLERS, events(impression, conversion), ctx, backoff_max_s=PENDING.backoff_max_s
+    )
     assert {s.disposition.value for s in again.settled} == {"duplicate"}
     assert await pool.fetchval("SELECT count(*) FROM impressions") == 1
     assert uuid.UUID(impression["id"]) == await pool.fetchval("SELECT id FROM impressions")

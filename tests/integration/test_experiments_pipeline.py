@@ -12,8 +12,8 @@ import asyncpg
 import pytest
 
 from consumers.dlq import DeadLetterSink
+from consumers.pending.retry import PendingRetry
 from consumers.registry import build_handlers, topics_for
-from consumers.retry_task import RetryTask
 from consumers.runner import Runner
 from core.kafka import make_consumer, make_producer
 from core.settings import Settings
@@ -130,9 +130,8 @@ async def test_events_and_purchase_through_the_runner(
     ]
 
     launch = await create_experiment(pool, "launch", variants=("a", "b"))
-    report = await RetryTask(
-        runner.settings, pool, runner.handlers, runner.dead_letters
-    ).retry.run()
+    retry = PendingRetry.from_settings(runner.settings, pool, runner.handlers, runner.dead_letters)
+    report = await retry.run()
     assert report.total("applied") == 1
     assert await pool.fetchval("SELECT count(*) FROM ingest_pending") == 0
     variant = await pool.fetchval(

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from consumers import waits
 from consumers.handlers.experiment_plan import Batch, Conversion
+from consumers.pending import waits
 from consumers.types import Outcome
 
 USER = uuid.UUID("00000000-0000-0000-0000-000000000001")
