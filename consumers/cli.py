@@ -19,11 +19,12 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka import errors as kafka_errors
 
-from consumers import db, dlq, metrics, parked, store
+from consumers import db, dlq, metrics
 from consumers.decode import RawRecord
 from consumers.dlq import DeadLetterSink
 from consumers.errors import ConsumerError
-from consumers.pending import PendingRetry, refresh_gauges
+from consumers.pending import store as pending_store
+from consumers.pending.retry import PendingRetry, refresh_gauges
 from consumers.registry import UnknownStream, build_handlers
 from consumers.retention import prune_dead_letters, prune_inbox, prune_skipped
 from consumers.service import run_service
@@ -246,7 +247,7 @@ async def pending_list(settings: Settings) -> int:
         async with _pool(settings) as pool:
             counts = await refresh_gauges(pool)
             async with db.connection(pool) as conn:
-                expired = await parked.expired_summary(conn)
+                expired = await pending_store.expired_summary(conn)
     except _FAILURES as exc:
         return _fail("pending list", exc)
     if not counts:
@@ -279,20 +280,13 @@ async def _pending_retry(settings: Settings, expired: bool) -> int:
     producer = StartOnSend(lambda: make_producer(settings))
     try:
         async with _pool(settings) as pool:
-            retry = PendingRetry(
-                pool,
-                handlers,
-                environment=settings.environment,
-                topic_prefix=settings.topic_prefix,
-                dead_letters=DeadLetterSink.from_settings(settings, producer),
-                max_age_days=settings.pending_max_age_days,
-                backoff_max_s=settings.pending_backoff_max_s,
-            )
+            dead_letters = DeadLetterSink.from_settings(settings, producer)
+            retry = PendingRetry.from_settings(settings, pool, handlers, dead_letters)
             if expired:
                 print(f"put back {await retry.revive_expired()} expired event(s)")
             report = await retry.run()
             async with db.connection(pool) as conn:
-                left = await store.pending_summary(conn)
+                left = await pending_store.summary(conn)
     finally:
         await producer.stop()
     totals = report.totals()
