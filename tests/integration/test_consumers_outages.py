@@ -24,7 +24,7 @@ from consumers import db, dlq
 from consumers.dlq import DeadLetterSink
 from consumers.registry import build_handlers, topics_for
 from consumers.runner import Runner
-from consumers.service import readiness_probe
+from consumers.service import build_runner, readiness_probe
 from consumers.types import Context, Event, Handler, Result
 from contract.topics import DLQ, topic_name
 from core import devstack
@@ -64,7 +64,7 @@ async def started(
     producer = make_producer(settings)
     await consumer.start()
     await producer.start()
-    runner = Runner(
+    runner = build_runner(
         settings,
         handlers,
         pool,
@@ -289,7 +289,7 @@ async def test_readiness_fails_when_the_broker_is_down(
     producer = make_producer(settings)
     await consumer.start()
     await producer.start()
-    runner = Runner(
+    runner = build_runner(
         settings,
         handlers,
         pool,

@@ -28,7 +28,7 @@ from consumers.decode import RawRecord
 from consumers.dlq import DeadLetterSink
 from consumers.registry import build_handlers, topics_for
 from consumers.runner import NO_HOOKS, Hooks, PoisonFlood, Runner
-from consumers.service import readiness_probe
+from consumers.service import build_runner, readiness_probe
 from contract.records import Record, cloudevent, rfc3339
 from contract.topics import DLQ, topic_name
 from core.kafka import make_consumer, make_producer
@@ -114,7 +114,7 @@ async def running(
     producer = make_producer(settings)
     await consumer.start()
     await producer.start()
-    runner = Runner(
+    runner = build_runner(
         settings,
         handlers,
         pool,

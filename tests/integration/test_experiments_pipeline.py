@@ -15,6 +15,7 @@ from consumers.dlq import DeadLetterSink
 from consumers.pending.retry import PendingRetry
 from consumers.registry import build_handlers, topics_for
 from consumers.runner import Runner
+from consumers.service import build_runner
 from core.kafka import make_consumer, make_producer
 from core.settings import Settings
 from ingest.providers import revenuecat
@@ -39,9 +40,8 @@ async def runner(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[Runner
     await consumer.start()
     await producer.start()
     try:
-        yield Runner(
-            production, handlers, pool, consumer, DeadLetterSink.from_settings(production, producer)
-        )
+        dead_letters = DeadLetterSink.from_settings(production, producer)
+        yield build_runner(production, handlers, pool, consumer, dead_letters)
     finally:
         await consumer.stop()
         await producer.stop()
@@ -130,7 +130,8 @@ async def test_events_and_purchase_through_the_runner(
     ]
 
     launch = await create_experiment(pool, "launch", variants=("a", "b"))
-    retry = PendingRetry.from_settings(runner.settings, pool, runner.handlers, runner.dead_letters)
+    production = settings.with_overrides(environment="production")
+    retry = PendingRetry.from_settings(production, pool, runner.handlers, runner.dead_letters)
     report = await retry.run()
     assert report.total("applied") == 1
     assert await pool.fetchval("SELECT count(*) FROM ingest_pending") == 0
