@@ -59,7 +59,7 @@ log = logging.getLogger("consumers.runner")
 
 __all__ = ["NO_HOOKS", "Hooks", "PoisonFlood", "Runner"]
 
-Batch = tuple[list[RawRecord], list[Item]]
+Batch = tuple[list[RawRecord], list[Item]]  # fetched records, and what decoding made of them
 GroupKey = str  # ce_source: one transaction (or isolated slices) per source of a batch
 
 

@@ -41,7 +41,7 @@ def _stale(event_time: datetime, applied: datetime | None) -> bool:
     return applied is not None and event_time < applied
 
 
-class _Batch:
+class _State:
     """The state one batch reads, changes in memory, and writes back."""
 
     def __init__(self, ctx: Context) -> None:
@@ -174,7 +174,7 @@ class KlaviyoHandler:
         parsed: list[FlowProfile | Consent | None] = [
             parse_flow(e) if e.type == FLOW_TYPE else parse_consent(e) for e in events
         ]
-        batch = _Batch(ctx)
+        batch = _State(ctx)
         await batch.load(
             conn,
             [p for p in parsed if isinstance(p, FlowProfile)],

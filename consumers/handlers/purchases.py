@@ -29,7 +29,7 @@ from typing import Any
 import asyncpg
 
 from consumers.handlers.experiment_items import DEFAULT_WINDOW_DAYS, money
-from consumers.handlers.experiment_plan import Batch, Conversion, Experiment, Key
+from consumers.handlers.experiment_plan import Conversion, Experiment, Key, Plan
 from consumers.handlers.experiment_reads import participation_of
 from consumers.handlers.experiment_store import write
 from consumers.pending import waits
@@ -195,16 +195,16 @@ async def record_purchases(
             [conversion_id(p.event_id, key[1]) for _, p, key in candidates],
         )
     }
-    batch = Batch(participations.values())
+    plan = Plan(participations.values())
     converted: set[int] = set()
     for o, purchase, key in candidates:
         conversion = purchase_conversion(purchase, key)
         if conversion.id in stored:
             converted.add(o)
-        elif batch.conversion(conversion) is APPLIED:
+        elif plan.conversion(conversion) is APPLIED:
             stored.add(conversion.id)
             converted.add(o)
-    await write(conn, batch)
+    await write(conn, plan)
     results: dict[str, Result] = {}
     for o, (event_id, _) in enumerate(purchases):
         participant = any(by_user.get(u) for u in profiles.get(o, ()))
