@@ -16,7 +16,7 @@ from consumers.apply import apply_in_transaction
 from consumers.handlers.experiments import ExperimentsHandler
 from consumers.handlers.revenuecat import RevenueCatHandler
 from consumers.pending.retry import PendingRetry
-from consumers.types import Handler
+from consumers.types import Event, Handler
 from tests.integration.experiments_helpers import (
     apply,
     at,
@@ -37,16 +37,21 @@ def retry(pool: asyncpg.Pool, environment: str = "production", scope: str = "") 
     return retry_for(pool, HANDLERS, environment=environment, scope=scope)
 
 
+async def apply_live(pool: asyncpg.Pool, event: Event, scope: str = "") -> list[str]:
+    """Apply ``event`` as the loop of a production runtime in ``scope`` does."""
+    report = await apply_in_transaction(
+        pool, HANDLERS, [event], PRODUCTION, scope=scope, backoff_max_s=PENDING.backoff_max_s
+    )
+    return [s.disposition.value for s in report.settled]
+
+
 async def test_a_purchase_before_the_participation_converts_once_it_appears(
     pool: asyncpg.Pool,
 ) -> None:
     buyer = await make_buyer(pool)
     checkout = await create_experiment(pool, "checkout")
     bought = purchase(at(2))
-    report = await apply_in_transaction(
-        pool, HANDLERS, [bought], PRODUCTION, backoff_max_s=PENDING.backoff_max_s
-    )
-    assert [s.disposition.value for s in report.settled] == ["applied"]
+    assert await apply_live(pool, bought) == ["applied"]
     parked = await pool.fetchrow("SELECT event_id, event_type, reason FROM ingest_pending")
     assert parked is not None
     assert tuple(parked) == (
@@ -60,12 +65,10 @@ async def test_a_purchase_before_the_participation_converts_once_it_appears(
     first = await retry(pool).run_pass()
     assert (first.woken, first.totals()["applied"]) == (1, 1)
     again = await retry(pool).run()
-    redelivered = await apply_in_transaction(
-        pool, HANDLERS, [bought], PRODUCTION, backoff_max_s=PENDING.backoff_max_s
-    )
+    redelivered = await apply_live(pool, bought)
 
     assert again.totals()["applied"] == 0
-    assert [s.disposition.value for s in redelivered.settled] == ["duplicate"]
+    assert redelivered == ["duplicate"]
     rows = await pool.fetch("SELECT experiment_id, variant_id, conversion_type FROM conversions")
     assert [tuple(r) for r in rows] == [
         (checkout.experiment, checkout.variants["treatment"], "purchase")
@@ -82,11 +85,7 @@ async def test_a_scoped_runtime_parks_the_purchase_work_in_its_own_scope(
     checkout = await create_experiment(pool, "checkout")
     bought = purchase(at(2))
 
-    report = await apply_in_transaction(
-        pool, HANDLERS, [bought], PRODUCTION, scope="crm", backoff_max_s=PENDING.backoff_max_s
-    )
-
-    assert [s.disposition.value for s in report.settled] == ["applied"]
+    assert await apply_live(pool, bought, scope="crm") == ["applied"]
     inbox = await pool.fetch("SELECT source, event_id FROM ingest_inbox")
     assert [tuple(r) for r in inbox] == [("crm/revenuecat", bought.id)]
     parked = await pool.fetch("SELECT source, event_id, reason FROM ingest_pending")
