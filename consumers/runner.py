@@ -130,7 +130,7 @@ class Runner:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process batches until ``stop`` is set. A batch in flight when it is set gets
-        ``shutdown_deadline_s`` to finish (its offsets are committed); past the deadline it
+        ``timeouts.shutdown_s`` to finish (its offsets are committed); past the deadline it
         is abandoned uncommitted and will be redelivered."""
         stopping = asyncio.ensure_future(stop.wait())
         try:

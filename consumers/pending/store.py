@@ -48,7 +48,7 @@ BACKOFF_BASE_S = 60.0
 
 async def park(
     conn: asyncpg.Connection,
-    parked: Sequence[PendingEvent],
+    waiting: Sequence[PendingEvent],
     scope: str,
     *,
     max_s: float,
@@ -56,9 +56,9 @@ async def park(
 ) -> None:
     """Park events whose target row does not exist yet, due for a retry after ``base_s``;
     a second park counts an attempt and doubles the delay, up to ``max_s``."""
-    if not parked:
+    if not waiting:
         return
-    events = [p.event for p in parked]
+    events = [w.event for w in waiting]
     await conn.execute(
         PARK,
         [stored_source(e.source, scope) for e in events],
@@ -67,8 +67,8 @@ async def park(
         [e.time for e in events],
         [e.partition_key for e in events],
         [dumps(e.data) for e in events],
-        [p.reason for p in parked],
-        [dumps(list(p.waits_for)) for p in parked],
+        [w.reason for w in waiting],
+        [dumps(list(w.waits_for)) for w in waiting],
         base_s,
         max_s,
     )
