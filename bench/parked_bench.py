@@ -42,8 +42,9 @@ from bench.procs import Cleanup, child_env
 from bench.report import table
 from bench.stats import ratio
 from consumers.cli import pending_list
-from consumers.dlq import DeadLetter
-from consumers.pending import UNBOUNDED, PendingRetry
+from consumers.dlq import DeadLetterSink
+from consumers.pending.policy import UNBOUNDED, PendingPolicy
+from consumers.pending.retry import PendingRetry
 from consumers.registry import build_handlers
 from core.devstack import EmbeddedPostgres
 from core.migrate import default_dir, migrate
@@ -138,8 +139,14 @@ async def reset_inbox(postgres: EmbeddedPostgres, database: str, source: str) ->
         await conn.close()
 
 
-async def no_dead_letters(letters: Sequence[DeadLetter]) -> None:
-    raise RuntimeError(f"{len(letters)} parked events were dead-lettered")
+class _NoSends:
+    """The benchmark's events all apply: a dead letter means the run is broken."""
+
+    async def send(self, topic: str, **record: Any) -> Any:
+        raise RuntimeError(f"a parked event was dead-lettered to {topic}")
+
+
+NO_DEAD_LETTERS = DeadLetterSink(_NoSends(), "ingest.dlq.v1", "bench", 1.0)
 
 
 async def time_passes(dsn: str, options: ParkedOptions) -> list[dict[str, Any]]:
@@ -150,9 +157,10 @@ async def time_passes(dsn: str, options: ParkedOptions) -> list[dict[str, Any]]:
         retry = PendingRetry(
             pool,
             build_handlers(("kit",)),
+            PendingPolicy.from_settings(Settings()),
+            NO_DEAD_LETTERS,
             environment="dev",
             topic_prefix="",
-            dead_letters=no_dead_letters,
         )
         # Only woken rows are due during the timed passes.
         await pool.execute("UPDATE ingest_pending SET next_attempt_at = now() + interval '1 day'")

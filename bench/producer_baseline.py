@@ -32,9 +32,9 @@ from bench.loadgen import print_result
 from bench.payloads import EVENTS_PER_BATCH, events_batch
 from bench.stats import latency_summary
 from contract.records import Record, rfc3339
+from contract.topics import topic_name
 from core.kafka import make_producer
 from core.settings import Settings
-from core.topics import topic_name
 from ingest.providers.events import build_records
 
 

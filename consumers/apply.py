@@ -1,5 +1,5 @@
 """One transaction of the consumer loop: dedupe through the inbox, run the handlers, park
-pending events, record skipped ones.
+pending events and the follow-up work the handlers returned, record skipped ones.
 
 The inbox insert and the handlers' writes commit together, so an event is either applied and
 remembered, or neither: a redelivery after a crash finds it in the inbox and changes nothing.
@@ -16,7 +16,8 @@ import asyncpg
 
 from consumers import db, store
 from consumers.errors import ConsumerError, PoisonError
-from consumers.types import Context, Event, Handler, Outcome, Result
+from consumers.pending import store as pending
+from consumers.types import Context, Event, Handler, Outcome, PendingEvent, Result
 
 Handlers = Mapping[str, Handler]
 
@@ -93,6 +94,26 @@ async def run_handlers(
     return [(e, outcomes[(e.source, e.id)]) for e in events], latency
 
 
+async def park_results(
+    conn: asyncpg.Connection,
+    results: Sequence[tuple[Event, Result]],
+    scope: str,
+    *,
+    backoff_max_s: float,
+) -> None:
+    """Park, in ``scope``, the follow-up work the handlers returned, then the events that
+    are pending. Two statements: a follow-up may share its key with a pending event (a
+    purchase's parked work, retried), and one statement cannot touch a row twice."""
+    follow_up = [work for _, r in results for work in r.follow_up]
+    await pending.park(conn, follow_up, scope, max_s=backoff_max_s)
+    waiting = [
+        PendingEvent(e, r.reason or "", r.waits_for)
+        for e, r in results
+        if r.outcome is Outcome.PENDING
+    ]
+    await pending.park(conn, waiting, scope, max_s=backoff_max_s)
+
+
 async def apply_events(
     conn: asyncpg.Connection,
     handlers: Handlers,
@@ -100,18 +121,16 @@ async def apply_events(
     ctx: Context,
     *,
     scope: str = "",
+    backoff_max_s: float,
 ) -> Report:
-    """Apply fetched events inside the caller's transaction."""
+    """Apply fetched events inside the caller's transaction; a pending event that was parked
+    before backs off up to ``backoff_max_s``."""
     check_sources(events, handlers)
     first, _ = split_duplicates(events)
     new_keys = await store.claim_inbox(conn, first, scope)
     fresh = [e for e in first if (e.source, e.id) in new_keys]
     applied, latency = await run_handlers(conn, handlers, fresh, ctx)
-    await store.park_pending(
-        conn,
-        [(e, r.reason or "", r.waits_for) for e, r in applied if r.outcome is Outcome.PENDING],
-        scope,
-    )
+    await park_results(conn, applied, scope, backoff_max_s=backoff_max_s)
     await store.record_skipped(
         conn, [(e, r.reason or "") for e, r in applied if r.outcome is Outcome.SKIPPED], scope
     )
@@ -134,6 +153,9 @@ async def apply_in_transaction(
     *,
     scope: str = "",
     timeout_s: float | None = None,
+    backoff_max_s: float,
 ) -> Report:
     async with db.transaction(pool, timeout_s) as conn:
-        return await apply_events(conn, handlers, events, ctx, scope=scope)
+        return await apply_events(
+            conn, handlers, events, ctx, scope=scope, backoff_max_s=backoff_max_s
+        )

@@ -19,19 +19,21 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka import errors as kafka_errors
 
-from consumers import db, dlq, metrics, parked, store
+from consumers import db, dlq, metrics
 from consumers.decode import RawRecord
+from consumers.dlq import DeadLetterSink
 from consumers.errors import ConsumerError
-from consumers.pending import PendingRetry, refresh_gauges
+from consumers.pending import store as pending_store
+from consumers.pending.retry import PendingRetry, refresh_gauges
 from consumers.registry import UnknownStream, build_handlers
 from consumers.retention import prune_dead_letters, prune_inbox, prune_skipped
 from consumers.service import run_service
 from consumers.topic_reader import CHUNK_RECORDS, TopicReader, assign_all
-from contract.records import CE_ID, CE_SOURCE
+from contract.headers import CE_ID, CE_SOURCE
+from contract.topics import DLQ, topic_name
 from core import logs
-from core.kafka import make_consumer, make_producer
+from core.kafka import StartOnSend, make_consumer, make_producer
 from core.settings import ConfigError, Settings
-from core.topics import DLQ, topic_name
 
 log = logging.getLogger("consumers.cli")
 
@@ -245,7 +247,7 @@ async def pending_list(settings: Settings) -> int:
         async with _pool(settings) as pool:
             counts = await refresh_gauges(pool)
             async with db.connection(pool) as conn:
-                expired = await parked.expired_summary(conn)
+                expired = await pending_store.expired_summary(conn)
     except _FAILURES as exc:
         return _fail("pending list", exc)
     if not counts:
@@ -275,40 +277,18 @@ async def pending_retry(settings: Settings, *, expired: bool = False) -> int:
 
 async def _pending_retry(settings: Settings, expired: bool) -> int:
     handlers = build_handlers(())
-    producer: Any = None
-
-    async def dead_letters(letters: Sequence[dlq.DeadLetter]) -> None:
-        nonlocal producer
-        if producer is None:
-            producer = make_producer(settings)
-            await producer.start()
-        await dlq.publish(
-            producer,
-            topic_name(settings.topic_prefix, DLQ),
-            letters,
-            settings.consumer_group,
-            datetime.now(UTC),
-        )
-
+    producer = StartOnSend(lambda: make_producer(settings))
     try:
         async with _pool(settings) as pool:
-            retry = PendingRetry(
-                pool,
-                handlers,
-                environment=settings.environment,
-                topic_prefix=settings.topic_prefix,
-                dead_letters=dead_letters,
-                max_age_days=settings.pending_max_age_days,
-                backoff_max_s=settings.pending_backoff_max_s,
-            )
+            dead_letters = DeadLetterSink.from_settings(settings, producer)
+            retry = PendingRetry.from_settings(settings, pool, handlers, dead_letters)
             if expired:
                 print(f"put back {await retry.revive_expired()} expired event(s)")
             report = await retry.run()
             async with db.connection(pool) as conn:
-                left = await store.pending_summary(conn)
+                left = await pending_store.summary(conn)
     finally:
-        if producer is not None:
-            await producer.stop()
+        await producer.stop()
     totals = report.totals()
     print(
         f"applied {totals['applied']}, skipped {totals['skipped']}, dead {totals['dead']}, "

@@ -1,5 +1,5 @@
 """Kafka record -> :class:`consumers.types.Event` (CloudEvents 1.0 binary mode,
-docs/contract.md §5).
+docs/contract.md §5; the headers are read by :func:`contract.headers.decode_headers`).
 
 Pure: a record that cannot be decoded raises :class:`DecodeError`, a poison error, because no
 retry will ever make its bytes valid.
@@ -10,24 +10,13 @@ from __future__ import annotations
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
 import orjson
 
 from consumers.errors import PoisonError
 from consumers.types import Event, Position
-from contract.records import (
-    CE_ID,
-    CE_PARTITIONKEY,
-    CE_SOURCE,
-    CE_SPECVERSION,
-    CE_TIME,
-    CE_TYPE,
-    RECEIVED_AT,
-)
-
-Headers = tuple[tuple[str, bytes], ...]
+from contract.headers import Headers, InvalidHeaders, decode_headers
 
 
 def is_object(value: Any) -> TypeGuard[Mapping[str, Any]]:
@@ -79,70 +68,27 @@ _VALUE = operator.itemgetter(1)
 _BYTES, _PAIR = frozenset({bytes}), frozenset({tuple})
 
 
-def parse_time(text: str) -> datetime:
-    """RFC 3339 -> aware UTC datetime; a naive time is read as UTC."""
-    moment = datetime.fromisoformat(text.strip())
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
 def decode(record: RawRecord) -> Event:
-    # One pass over the headers (the first of a repeated name wins, as in RawRecord.header).
-    headers: dict[str, bytes] = {}
-    for name, raw in record.headers:
-        headers.setdefault(name, raw)
-
-    def header(name: str) -> str | None:
-        raw = headers.get(name)
-        return None if raw is None else raw.decode("utf-8", "replace")
-
-    def required(name: str, event_id: str | None) -> str:
-        value = header(name)
-        if not value:
-            raise DecodeError(f"missing header {name}", event_id=event_id)
-        return value
-
-    event_id = header(CE_ID)
-    specversion = header(CE_SPECVERSION)
-    if specversion is not None and specversion != "1.0":
-        raise DecodeError(f"unsupported ce_specversion {specversion!r}", event_id=event_id)
-    event_id = required(CE_ID, None)
-    source = required(CE_SOURCE, event_id)
-    event_type = required(CE_TYPE, event_id)
-    raw_time = required(CE_TIME, event_id)
     try:
-        time = parse_time(raw_time)
-    except ValueError:
-        raise DecodeError(f"ce_time is not RFC 3339: {raw_time!r}", event_id=event_id) from None
+        attributes = decode_headers(record.headers, record.key)
+    except InvalidHeaders as exc:
+        raise DecodeError(exc.message, event_id=exc.event_id) from None
     if record.value is None:
-        raise DecodeError("record has no value", event_id=event_id)
+        raise DecodeError("record has no value", event_id=attributes.id)
     try:
         data = orjson.loads(record.value)
     except orjson.JSONDecodeError as exc:
-        raise DecodeError(f"value is not JSON: {exc}", event_id=event_id) from None
-    partition_key = header(CE_PARTITIONKEY)
-    if partition_key is None:
-        partition_key = (record.key or b"").decode("utf-8", "replace")
+        raise DecodeError(f"value is not JSON: {exc}", event_id=attributes.id) from None
     return Event(
-        source=source,
-        id=event_id,
-        type=event_type,
-        time=time,
-        partition_key=partition_key,
+        source=attributes.source,
+        id=attributes.id,
+        type=attributes.type,
+        time=attributes.time,
+        partition_key=attributes.partition_key,
         data=data,
-        received_at=_optional_time(header(RECEIVED_AT)),
+        received_at=attributes.received_at,
         position=record.position,
     )
-
-
-def _optional_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return parse_time(text)
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,10 @@ Header names (all values UTF-8 text):
 - ``ingest_dlq_dead_at`` (RFC 3339), ``ingest_dlq_consumer_group``
 - ``ingest_replay_count``: how often ``ingester dlq replay`` re-published it (absent = 0)
 The original CloudEvents headers, key and value are kept unchanged.
+
+One :class:`DeadLetterSink` per process publishes them (the runner's poison, the pending
+retry's, ``ingester pending retry``'s), as arroyo's ``KafkaDlqProducer`` does for its
+``DlqPolicy``.
 """
 
 from __future__ import annotations
@@ -16,13 +20,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from consumers import store
 from consumers.classify import error_class, error_message
-from consumers.decode import Headers, RawRecord
-from contract.records import CE_ID, CE_SOURCE, rfc3339
+from consumers.decode import RawRecord
+from contract.headers import CE_ID, CE_SOURCE, Headers
+from contract.records import rfc3339
+from contract.topics import DLQ, topic_name
+from core.settings import Settings
 
 SOURCE_TOPIC = "ingest_dlq_source_topic"
 SOURCE_PARTITION = "ingest_dlq_source_partition"
@@ -88,21 +95,41 @@ def dead_letter_headers(letter: DeadLetter, group: str, dead_at: datetime) -> He
     )
 
 
-async def publish(
-    producer: Any, dlq_topic: str, letters: Sequence[DeadLetter], group: str, now: datetime
-) -> None:
-    """Send every letter and wait for all acknowledgements (``acks=all``). Raises the
-    producer's error when the broker does not acknowledge; the caller retries the batch."""
-    futures = [
-        await producer.send(
-            dlq_topic,
-            value=letter.raw.value,
-            key=letter.raw.key,
-            headers=list(dead_letter_headers(letter, group, now)),
+@dataclass(frozen=True, slots=True)
+class DeadLetterSink:
+    """Where dead letters go: ``topic`` through a started ``producer`` (``acks=all``), marked
+    as given up by ``group``. Each publish waits for every acknowledgement, at most
+    ``timeout_s``; the producer's error (or TimeoutError) tells the caller to retry."""
+
+    producer: Any
+    topic: str
+    group: str
+    timeout_s: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings, producer: Any) -> DeadLetterSink:
+        """The DLQ topic of ``TOPIC_PREFIX``, ``CONSUMER_GROUP``, bounded by
+        ``KAFKA_IO_TIMEOUT_S``."""
+        return cls(
+            producer,
+            topic_name(settings.topic_prefix, DLQ),
+            settings.consumer_group,
+            settings.kafka_io_timeout_s,
         )
-        for letter in letters
-    ]
-    await asyncio.gather(*futures)
+
+    async def publish(self, letters: Sequence[DeadLetter]) -> None:
+        async with asyncio.timeout(self.timeout_s):
+            now = datetime.now(UTC)
+            futures = [
+                await self.producer.send(
+                    self.topic,
+                    value=letter.raw.value,
+                    key=letter.raw.key,
+                    headers=list(dead_letter_headers(letter, self.group, now)),
+                )
+                for letter in letters
+            ]
+            await asyncio.gather(*futures)
 
 
 class ReplayRefused(Exception):

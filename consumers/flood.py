@@ -3,7 +3,8 @@
 A batch's verdict is checked before its dead letters are published, against a rolling window
 of the most recent records (about ``window_records`` of them, none older than
 ``window_s``): when the window, this batch included, holds at least ``min_dead`` dead letters
-and they are more than ``max_share`` of its records, the batch is a flood. A window rather
+and they are more than ``max_share`` of its records, the batch is a flood (the numbers are
+the :class:`~consumers.policies.FloodPolicy`). A window rather
 than a batch, so that at low traffic (batches of one or two records) a regression that kills
 every record is still seen after a few of them, and one unlucky batch in heavy traffic is not.
 """
@@ -14,6 +15,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from consumers.errors import ConsumerError
+from consumers.policies import FloodPolicy
 
 
 class PoisonFlood(ConsumerError):
@@ -36,13 +38,11 @@ class _Entry:
 
 
 class FloodGuard:
-    def __init__(
-        self, *, max_share: float, min_dead: int, window_records: int, window_s: float
-    ) -> None:
-        self.max_share = max_share
-        self.min_dead = min_dead
-        self.window_records = window_records
-        self.window_s = window_s
+    def __init__(self, policy: FloodPolicy) -> None:
+        self.max_share = policy.max_share
+        self.min_dead = policy.min_dead
+        self.window_records = policy.window_records
+        self.window_s = policy.window_s
         self._entries: deque[_Entry] = deque()
         self._records = 0
         self._dead = 0

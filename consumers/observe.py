@@ -9,8 +9,8 @@ from consumers import metrics
 from consumers.apply import Disposition, Report
 from consumers.decode import Item
 from consumers.dlq import DeadLetter
-from consumers.pending import RetryReport
-from contract.records import CE_SOURCE
+from consumers.pending.retry import RetryReport
+from contract.headers import CE_SOURCE
 
 
 @dataclass(slots=True)

@@ -9,9 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from consumers.types import Handler
-from contract.records import SOURCE_APP, SOURCE_KIT, SOURCE_KLAVIYO, SOURCE_REVENUECAT
-from contract.records import STREAM_OF_SOURCE as STREAM_OF_SOURCE
-from core.topics import STREAMS, topic_name
+from contract.topics import (
+    SOURCE_APP,
+    SOURCE_KIT,
+    SOURCE_KLAVIYO,
+    SOURCE_OF_STREAM,
+    SOURCE_REVENUECAT,
+    STREAM_OF_SOURCE,
+    STREAMS,
+    topic_name,
+)
 
 
 def _revenuecat() -> Handler:
@@ -44,8 +51,6 @@ FACTORIES: dict[str, Callable[[], Handler]] = {
     SOURCE_KIT: _kit,
     SOURCE_APP: _experiments,
 }
-
-SOURCE_OF_STREAM = {stream: source for source, stream in STREAM_OF_SOURCE.items()}
 
 
 class UnknownStream(ValueError):

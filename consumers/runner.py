@@ -50,17 +50,16 @@ from consumers.liveness import Liveness
 from consumers.observe import BatchReport, observe_batch
 from consumers.offsets import Offsets
 from consumers.outage import Outages
+from consumers.policies import ApplyPolicy, FetchPolicy, FloodPolicy, Timeouts
 from consumers.types import Context, Handler
-from contract.records import CE_SOURCE
-from core.settings import Settings
-from core.topics import DLQ, topic_name
+from contract.headers import CE_SOURCE
 
 log = logging.getLogger("consumers.runner")
 
 
 __all__ = ["NO_HOOKS", "Hooks", "PoisonFlood", "Runner"]
 
-Batch = tuple[list[RawRecord], list[Item]]
+Batch = tuple[list[RawRecord], list[Item]]  # fetched records, and what decoding made of them
 GroupKey = str  # ce_source: one transaction (or isolated slices) per source of a batch
 
 
@@ -81,51 +80,49 @@ class Runner:
     """Applies the records of ``consumer``'s topics with ``handlers`` (keyed by ce_source).
 
     The caller builds and starts the clients (``pool``, a started aiokafka ``consumer``
-    subscribed to the topics, a started ``producer`` for the DLQ) and closes them after
+    subscribed to the topics, the producer of ``dead_letters``) and closes them after
     :meth:`run` returns. ``scope`` keeps this runtime's inbox apart from the ingester's own
     when an internal team applies the same topics with its own handlers.
     """
 
     def __init__(
         self,
-        settings: Settings,
         handlers: Mapping[str, Handler] | Iterable[Handler],
         pool: asyncpg.Pool,
         consumer: Any,
-        producer: Any,
+        dead_letters: dlq.DeadLetterSink,
         *,
+        fetch: FetchPolicy,
+        apply: ApplyPolicy,
+        timeouts: Timeouts,
+        flood: FloodPolicy,
         scope: str = "",
         backoff: Backoff = DEFAULT_BACKOFF,
         hooks: Hooks = NO_HOOKS,
     ) -> None:
-        self.settings = settings
+        self.fetch_policy = fetch
+        self.apply_policy = apply
+        self.timeouts = timeouts
         self.handlers: dict[str, Handler] = (
             dict(handlers) if isinstance(handlers, Mapping) else {h.source: h for h in handlers}
         )
         self.pool = pool
         self.consumer = consumer
-        self.producer = producer
+        self.dead_letters = dead_letters
         self.scope = scope
         self.backoff = backoff
         self.hooks = hooks
-        self.io_timeout_s = settings.kafka_io_timeout_s
-        self.dlq_topic = topic_name(settings.topic_prefix, DLQ)
-        self.liveness = Liveness(settings.liveness_stall_s)
-        self.offsets = Offsets(consumer, self.io_timeout_s, self.liveness)
+        self.liveness = Liveness(timeouts.liveness_stall_s)
+        self.offsets = Offsets(consumer, timeouts.io_s, self.liveness)
         self.outages = Outages(
             consumer,
             backoff,
-            io_timeout_s=self.io_timeout_s,
+            io_timeout_s=timeouts.io_s,
             on_attempt=self.liveness.beat,
             quiesce=self._quiesce,
             on_idle=self.offsets.refresh_lag,
         )
-        self.flood = FloodGuard(
-            max_share=settings.poison_max_share,
-            min_dead=settings.poison_min_dead,
-            window_records=settings.poison_window_records,
-            window_s=settings.poison_window_s,
-        )
+        self.flood = FloodGuard(flood)
         self.held: str | None = None  # why the runner holds (a poison flood), if it does
         self._prefetch: asyncio.Task[Batch] | None = None
 
@@ -133,7 +130,7 @@ class Runner:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process batches until ``stop`` is set. A batch in flight when it is set gets
-        ``shutdown_deadline_s`` to finish (its offsets are committed); past the deadline it
+        ``timeouts.shutdown_s`` to finish (its offsets are committed); past the deadline it
         is abandoned uncommitted and will be redelivered."""
         stopping = asyncio.ensure_future(stop.wait())
         try:
@@ -153,15 +150,15 @@ class Runner:
 
     async def _loop(self, stop: asyncio.Event, stopping: asyncio.Future[Any]) -> None:
         while not stop.is_set():
-            cycle = asyncio.ensure_future(self._cycle())
+            cycle = asyncio.ensure_future(self.step())
             await asyncio.wait({cycle, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if not cycle.done():
                 try:
-                    await asyncio.wait_for(cycle, self.settings.shutdown_deadline_s)
+                    await asyncio.wait_for(cycle, self.timeouts.shutdown_s)
                 except TimeoutError:
                     log.warning(
                         "batch abandoned at shutdown; it will be redelivered",
-                        extra={"deadline_s": self.settings.shutdown_deadline_s},
+                        extra={"deadline_s": self.timeouts.shutdown_s},
                     )
                     return
             cycle.result()
@@ -190,9 +187,6 @@ class Runner:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-
-    async def _cycle(self) -> None:
-        await self.step()
 
     async def step(self) -> BatchReport | None:
         """Take the next batch (prefetched, or fetched now) and process it, fetching the one
@@ -223,11 +217,11 @@ class Runner:
     async def fetch(self) -> list[RawRecord]:
         """One bounded batch from the consumer: up to ``CONSUMER_BATCH_MAX`` records,
         waiting up to ``CONSUMER_BATCH_WAIT_MS`` for the first."""
-        wait_ms = self.settings.consumer_batch_wait_ms
+        wait_ms = self.fetch_policy.wait_ms
         try:
-            async with asyncio.timeout(wait_ms / 1000 + self.io_timeout_s):
+            async with asyncio.timeout(wait_ms / 1000 + self.timeouts.io_s):
                 batches = await self.consumer.getmany(
-                    timeout_ms=wait_ms, max_records=self.settings.consumer_batch_max
+                    timeout_ms=wait_ms, max_records=self.fetch_policy.max_records
                 )
         except (kafka_errors.KafkaError, TimeoutError) as exc:
             if classify(exc) is not Failure.RETRYABLE:
@@ -276,7 +270,9 @@ class Runner:
         again = sum(1 for d in dead if dlq.replay_count(d.raw) > 0)
         self.flood.check(time.monotonic(), len(items) - again, len(dead) - again)
         if dead:
-            await self.outages.retrying("dead-letter publish", lambda: self._publish_dead(dead))
+            await self.outages.retrying(
+                "dead-letter publish", lambda: self.dead_letters.publish(dead)
+            )
             await self.outages.retrying("dead-letter log", lambda: self._log_dead(dead))
         if self.hooks.before_commit is not None:
             await self.hooks.before_commit(records)
@@ -296,7 +292,7 @@ class Runner:
         """Each group in its own transaction(s), at most CONSUMER_APPLY_CONCURRENCY at once.
         Every group runs to its end even when another fails, so a retry redoes only what
         did not commit; then the worst failure (a bug over an outage) is raised."""
-        gate = asyncio.Semaphore(self.settings.consumer_apply_concurrency)
+        gate = asyncio.Semaphore(self.apply_policy.concurrency)
 
         async def one(key: GroupKey) -> None:
             async with gate:
@@ -328,7 +324,7 @@ class Runner:
         )
 
     async def _apply(self, items: Sequence[Item]) -> Report:
-        ctx = Context(environment=self.settings.environment, now=datetime.now(UTC))
+        ctx = Context(environment=self.apply_policy.environment, now=datetime.now(UTC))
         events = [i.event for i in items if i.event is not None]
         return await apply_in_transaction(
             self.pool,
@@ -336,25 +332,14 @@ class Runner:
             events,
             ctx,
             scope=self.scope,
-            timeout_s=self.settings.db_transaction_timeout_s,
+            timeout_s=self.apply_policy.transaction_timeout_s,
+            backoff_max_s=self.apply_policy.backoff_max_s,
         )
 
     # -- dead letters and commits ---------------------------------------------------------
 
-    async def _publish_dead(self, letters: Sequence[dlq.DeadLetter]) -> None:
-        await asyncio.wait_for(
-            dlq.publish(
-                self.producer,
-                self.dlq_topic,
-                letters,
-                self.settings.consumer_group,
-                datetime.now(UTC),
-            ),
-            self.io_timeout_s,
-        )
-
     async def _log_dead(self, letters: Sequence[dlq.DeadLetter]) -> None:
-        async with db.transaction(self.pool, self.settings.db_transaction_timeout_s) as conn:
+        async with db.transaction(self.pool, self.apply_policy.transaction_timeout_s) as conn:
             await store.log_dead_letters(conn, [dlq.log_row(letter) for letter in letters])
 
     @property

@@ -15,10 +15,14 @@ import asyncpg
 from aiokafka import errors as kafka_errors
 
 from consumers import db
+from consumers.backoff import Backoff
+from consumers.dlq import DeadLetterSink
 from consumers.health import HealthServer
+from consumers.pending.retry import PendingRetry
+from consumers.pending.task import RetryTask
+from consumers.policies import ApplyPolicy, FetchPolicy, FloodPolicy, Timeouts
 from consumers.registry import topics_for
-from consumers.retry_task import RetryTask, dlq_sink
-from consumers.runner import Runner
+from consumers.runner import DEFAULT_BACKOFF, NO_HOOKS, Hooks, Runner
 from consumers.types import Handler
 from core.kafka import make_consumer, make_producer
 from core.settings import Settings
@@ -78,7 +82,8 @@ async def _serve(
     try:
         await producer.start()
         await consumer.start()
-        runner = Runner(settings, handlers, pool, consumer, producer, scope=scope)
+        dead_letters = DeadLetterSink.from_settings(settings, producer)
+        runner = build_runner(settings, handlers, pool, consumer, dead_letters, scope=scope)
         health = HealthServer(
             readiness_probe(runner, pool),
             settings.consumer_metrics_port,
@@ -93,7 +98,9 @@ async def _serve(
                 "metrics_port": health.port,
             },
         )
-        retry = RetryTask(settings, pool, handlers, dlq_sink(settings, producer), scope=scope)
+        retry = RetryTask(
+            PendingRetry.from_settings(settings, pool, handlers, dead_letters, scope=scope)
+        )
         # The retry of parked events runs beside the loop, never inside it (a pass awaits the
         # database chunk by chunk while the runner keeps fetching and committing).
         retrying = asyncio.create_task(retry.run(stop), name="pending-retry")
@@ -110,6 +117,49 @@ async def _serve(
         await pool.close()
         if health is not None:
             await health.stop()
+
+
+def build_runner(
+    settings: Settings,
+    handlers: Mapping[str, Handler] | Iterable[Handler],
+    pool: asyncpg.Pool,
+    consumer: Any,
+    dead_letters: DeadLetterSink,
+    *,
+    scope: str = "",
+    backoff: Backoff = DEFAULT_BACKOFF,
+    hooks: Hooks = NO_HOOKS,
+) -> Runner:
+    """The runner of :func:`run_service`, its policies read from ``settings``."""
+    return Runner(
+        handlers,
+        pool,
+        consumer,
+        dead_letters,
+        fetch=FetchPolicy(
+            max_records=settings.consumer_batch_max, wait_ms=settings.consumer_batch_wait_ms
+        ),
+        apply=ApplyPolicy(
+            environment=settings.environment,
+            concurrency=settings.consumer_apply_concurrency,
+            transaction_timeout_s=settings.db_transaction_timeout_s,
+            backoff_max_s=settings.pending_backoff_max_s,
+        ),
+        timeouts=Timeouts(
+            io_s=settings.kafka_io_timeout_s,
+            shutdown_s=settings.shutdown_deadline_s,
+            liveness_stall_s=settings.liveness_stall_s,
+        ),
+        flood=FloodPolicy(
+            max_share=settings.poison_max_share,
+            min_dead=settings.poison_min_dead,
+            window_records=settings.poison_window_records,
+            window_s=settings.poison_window_s,
+        ),
+        scope=scope,
+        backoff=backoff,
+        hooks=hooks,
+    )
 
 
 async def _finish(task: asyncio.Task[None], deadline_s: float) -> None:

@@ -1,8 +1,9 @@
 """The consumer vocabulary: decoded events, what a handler did with them, and the handler seam.
 
 A handler is the one place that knows how one source's events change the database. The
-runtime owns everything else: fetching, decoding, the inbox (dedupe), transactions, pending,
-skipped, dead letters and offset commits.
+runtime owns everything else: fetching, decoding, the inbox (dedupe), transactions, the
+pending table, skipped, dead letters and offset commits. A handler that leaves work for later
+says so in its :class:`Result` (``follow_up``); the runtime parks it, in its own scope.
 """
 
 from __future__ import annotations
@@ -46,12 +47,26 @@ class Outcome(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class PendingEvent:
+    """An event to park in the pending table until one of the ``waits_for`` keys appears
+    (the 'kind:value' keys of :mod:`consumers.pending.waits`)."""
+
+    event: Event
+    reason: str
+    waits_for: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
 class Result:
     outcome: Outcome
     reason: str | None = None
     # PENDING only: the 'kind:value' keys whose insert can make the event apply
-    # (consumers.waits); a parked event is retried when one of them appears.
+    # (consumers.pending.waits); a parked event is retried when one of them appears.
     waits_for: tuple[str, ...] = field(default=(), compare=False)
+    # Work the handler leaves for later, whatever the outcome: events of their own that the
+    # runtime parks in the same transaction (a purchase whose conversion waits for the
+    # buyer's participation, say).
+    follow_up: tuple[PendingEvent, ...] = field(default=(), compare=False)
 
 
 APPLIED = Result(Outcome.APPLIED)
@@ -78,8 +93,9 @@ class Handler(Protocol):
     applied before (the inbox has filtered redeliveries), in offset order, and returns one
     :class:`Result` per event in the same order. It must not commit, must batch its writes
     (no per-event round trips in the hot path) and must never let an event older than the
-    stored state overwrite it. It raises :class:`consumers.errors.PoisonError` for an event
-    that can never apply; database errors propagate and the runtime classifies them.
+    stored state overwrite it. It never writes the runtime's tables: work it leaves for later
+    goes in a result's ``follow_up``. It raises :class:`consumers.errors.PoisonError` for an
+    event that can never apply; database errors propagate and the runtime classifies them.
     """
 
     source: str

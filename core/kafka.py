@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from contract.records import Record
+from contract.topics import topic_name
 from core.settings import Settings
-from core.topics import topic_name
-
-
-class Publishable(Protocol):
-    """What a record must carry to be sent (``contract.records.Record`` does)."""
-
-    @property
-    def stream(self) -> str: ...
-    @property
-    def key(self) -> bytes: ...
-    @property
-    def value(self) -> bytes: ...
-    @property
-    def headers(self) -> tuple[tuple[str, bytes], ...]: ...
 
 
 def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
@@ -49,6 +37,26 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(**options)
 
 
+class StartOnSend:
+    """A producer made and started by the first send, for a command that may have nothing
+    to send and must then need neither the broker nor its address (``pending retry``
+    dead-letters only what fails). :meth:`stop` stops it if it was made."""
+
+    def __init__(self, make: Callable[[], AIOKafkaProducer]) -> None:
+        self._make = make
+        self._producer: AIOKafkaProducer | None = None
+
+    async def send(self, topic: str, **kwargs: Any) -> Any:
+        if self._producer is None:
+            self._producer = self._make()
+            await self._producer.start()
+        return await self._producer.send(topic, **kwargs)
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+
+
 FETCH_MAX_WAIT_MS = 50
 
 
@@ -73,9 +81,7 @@ def make_consumer(settings: Settings, *topics: str, **overrides: Any) -> AIOKafk
     return AIOKafkaConsumer(*topics, **options)
 
 
-async def send_all(
-    producer: AIOKafkaProducer, topic_prefix: str, records: Iterable[Publishable]
-) -> int:
+async def send_all(producer: AIOKafkaProducer, topic_prefix: str, records: Iterable[Record]) -> int:
     """Send records to their streams' topics and wait until the broker acknowledged every one.
 
     For tools, tests and benchmarks that load a topic; the ingest service has its own

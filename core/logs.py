@@ -16,14 +16,6 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
 }
 
 
-def mask_email(email: str | None) -> str | None:
-    """``jane.doe@example.com`` -> ``j***@example.com``; keeps logs useful without the address."""
-    if not email or "@" not in email:
-        return email
-    local, _, domain = email.partition("@")
-    return f"{local[:1]}***@{domain}"
-
-
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {

@@ -1,23 +1,11 @@
-"""Topic names (docs/contract.md §5) and their idempotent creation."""
+"""Idempotent creation of the topics; their names are the contract's (``contract.topics``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from contract.topics import all_topics
 from core.settings import Settings
-
-# Logical streams, in the order the topics are documented.
-STREAMS = ("revenuecat", "klaviyo", "kit", "experiments")
-DLQ = "dlq"
-
-
-def topic_name(prefix: str, stream: str) -> str:
-    """``{prefix}ingest.{stream}.v1`` -- the public topic name of a stream (or ``dlq``)."""
-    return f"{prefix}ingest.{stream}.v1"
-
-
-def all_topics(prefix: str) -> tuple[str, ...]:
-    return tuple(topic_name(prefix, s) for s in (*STREAMS, DLQ))
 
 
 @dataclass(frozen=True, slots=True)

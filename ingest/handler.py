@@ -19,8 +19,8 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from contract.records import Record
+from contract.topics import topic_name
 from core.settings import Settings
-from core.topics import topic_name
 from ingest.body import declared_length, read_limited
 from ingest.clock import received_at
 from ingest.endpoint import Endpoint, Head, Incoming

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Protocol
 from aiokafka.errors import KafkaError
 
 from contract.records import Record
+from contract.topics import topic_name
 from core.kafka import make_producer
 from core.settings import Settings
-from core.topics import topic_name
 from ingest.batches import Batch, Lanes
 from ingest.budget import ByteBudget
 from ingest.errors import PayloadTooLarge, PublishError, PublishTimeout

@@ -1,15 +1,22 @@
-"""Helpers shared by integration tests: talk to the real broker without a consumer group."""
+"""Helpers shared by integration tests: talk to the real broker without a consumer group, and
+retry parked events where nothing may be dead-lettered."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from consumers.dlq import DeadLetterSink
+from consumers.pending.policy import PendingPolicy
+from consumers.pending.retry import PendingRetry
+from consumers.types import Handler
 from contract.records import Record
 from core.kafka import send_all
+from core.settings import Settings
 
 
 async def read_records(bootstrap: str, topic: str, count: int, timeout: float = 10.0) -> list[Any]:
@@ -55,3 +62,35 @@ async def publish(bootstrap: str, topic_prefix: str, records: Iterable[Record]) 
         await send_all(producer, topic_prefix, records)
     finally:
         await producer.stop()
+
+
+class _NoSends:
+    """A producer for code that must send nothing: a send fails the test."""
+
+    async def send(self, topic: str, **record: Any) -> Any:
+        raise AssertionError(f"unexpected record for {topic}: {record}")
+
+
+NO_DEAD_LETTERS = DeadLetterSink(_NoSends(), "ingest.dlq.v1", "tests", 1.0)
+
+PENDING = PendingPolicy.from_settings(Settings())  # the defaults of the settings
+
+
+def retry_for(
+    pool: asyncpg.Pool,
+    handlers: Mapping[str, Handler],
+    *,
+    environment: str = "dev",
+    policy: PendingPolicy = PENDING,
+    scope: str = "",
+) -> PendingRetry:
+    """A retry of parked events that must dead-letter none of them."""
+    return PendingRetry(
+        pool,
+        handlers,
+        policy,
+        NO_DEAD_LETTERS,
+        environment=environment,
+        topic_prefix="t.",
+        scope=scope,
+    )

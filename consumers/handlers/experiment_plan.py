@@ -1,6 +1,6 @@
 """How impressions and conversions change experiment participations: the pure core.
 
-A :class:`Batch` starts from the participations stored for the users and experiments of one
+A :class:`Plan` starts from the participations stored for the users and experiments of one
 consumer batch (read under ``FOR UPDATE``) and replays the batch's events in order, so the
 first impression of a user creates the participation and the second one in the same batch
 increments it. It only produces rows; :mod:`consumers.handlers.experiment_store` writes them.
@@ -19,7 +19,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from consumers import waits
+from consumers.pending import waits
 from consumers.types import APPLIED, Result, pending, skipped
 
 Key = tuple[uuid.UUID, uuid.UUID]  # (user_profiles.id, experiments.id)
@@ -114,8 +114,9 @@ class ConversionRow:
         return self.time_to_convert // 3600
 
 
-class Batch:
-    """Participation state of one batch, replayed event by event."""
+class Plan:
+    """Participation state of one consumer batch, replayed event by event: what the batch
+    plans to write."""
 
     def __init__(self, stored: Iterable[Participation]) -> None:
         self._state: dict[Key, Participation] = {p.key: p for p in stored}

@@ -1,4 +1,4 @@
-"""Batch writes of the experiment tables (seed 002): everything a planned batch produced.
+"""Batch writes of the experiment tables (seed 002): everything a plan produced.
 
 One ``INSERT ... SELECT FROM unnest`` of parallel arrays per table, so a batch costs a fixed
 number of statements however many events it holds, and PostgreSQL plans and runs each once.
@@ -17,11 +17,11 @@ import orjson
 
 from consumers.handlers.experiment_plan import (
     FIRST_EXPOSURE,
-    Batch,
     ConversionRow,
     ImpressionRow,
     Key,
     Participation,
+    Plan,
 )
 from contract import items
 
@@ -110,8 +110,8 @@ SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[],
 ON CONFLICT (conversion_id) DO NOTHING
 """
 
-# A merge, not an overwrite: see the module docstring of experiment_plan. The batch holds
-# each key once (Batch.touched), so no row is proposed twice to ON CONFLICT DO UPDATE.
+# A merge, not an overwrite: see the module docstring of experiment_plan. The plan holds
+# each key once (Plan.touched), so no row is proposed twice to ON CONFLICT DO UPDATE.
 UPSERT_PARTICIPATIONS = """
 INSERT INTO user_experiment_participation AS p (user_id, experiment_id, variant_id,
     first_exposure_date, total_impressions, has_converted, first_conversion_date,
@@ -270,21 +270,21 @@ def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-async def write(conn: asyncpg.Connection, batch: Batch) -> None:
-    """Write everything a planned batch produced, one statement per table."""
-    if batch.impressions:
-        await conn.execute(INSERT_IMPRESSIONS, *impression_arrays(batch.impressions))
-    if batch.conversions:
-        rows = [conversion_args(r) for r in batch.conversions]
+async def write(conn: asyncpg.Connection, plan: Plan) -> None:
+    """Write everything a plan produced, one statement per table."""
+    if plan.impressions:
+        await conn.execute(INSERT_IMPRESSIONS, *impression_arrays(plan.impressions))
+    if plan.conversions:
+        rows = [conversion_args(r) for r in plan.conversions]
         await conn.execute(INSERT_CONVERSIONS, *_columns(rows, len(rows[0])))
-        rows = [attribution_args(r) for r in batch.conversions]
+        rows = [attribution_args(r) for r in plan.conversions]
         await conn.execute(INSERT_ATTRIBUTIONS, *_columns(rows, len(rows[0])))
-    touched = batch.touched()
+    touched = plan.touched()
     if touched:
         rows = [participation_args(p) for p in touched]
         await conn.execute(UPSERT_PARTICIPATIONS, *_columns(rows, len(rows[0])))
-    if batch.first_impression_moved:
-        await conn.execute(CLEAR_FIRST_EXPOSURE, *_moved(batch.first_impression_moved))
-        await conn.execute(RECOMPUTE_CONVERSIONS, *_moved(batch.first_impression_moved)[:2])
-    if batch.first_conversion_moved:
-        await conn.execute(CLEAR_FIRST_CONVERSION, *_moved(batch.first_conversion_moved))
+    if plan.first_impression_moved:
+        await conn.execute(CLEAR_FIRST_EXPOSURE, *_moved(plan.first_impression_moved))
+        await conn.execute(RECOMPUTE_CONVERSIONS, *_moved(plan.first_impression_moved)[:2])
+    if plan.first_conversion_moved:
+        await conn.execute(CLEAR_FIRST_CONVERSION, *_moved(plan.first_conversion_moved))

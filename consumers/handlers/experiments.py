@@ -2,7 +2,7 @@
 
 Per batch: decode every item, read the experiments and variants named, the users and the ids
 already stored, lock the participations involved, replay the events in order through
-:class:`~consumers.handlers.experiment_plan.Batch`, then write the produced rows. A fixed
+:class:`~consumers.handlers.experiment_plan.Plan`, then write the produced rows. A fixed
 number of statements per batch, whatever its size.
 
 Outcomes per event:
@@ -21,9 +21,8 @@ from typing import Any
 
 import asyncpg
 
-from consumers import waits
 from consumers.handlers.experiment_items import Item, parse_item
-from consumers.handlers.experiment_plan import Batch, Conversion, Experiment
+from consumers.handlers.experiment_plan import Conversion, Experiment, Plan
 from consumers.handlers.experiment_reads import (
     load_experiments,
     load_known,
@@ -31,8 +30,9 @@ from consumers.handlers.experiment_reads import (
     lock_participations,
 )
 from consumers.handlers.experiment_store import write
+from consumers.pending import waits
 from consumers.types import APPLIED, Context, Event, Result, pending
-from contract.records import SOURCE_APP
+from contract.topics import SOURCE_APP
 
 
 class ExperimentsHandler:
@@ -62,21 +62,21 @@ class ExperimentsHandler:
         # participation would otherwise both plan it (two first exposures, or an impression
         # counted under the other's variant).
         await lock_participation_keys(conn, keys)
-        batch = Batch(await lock_participations(conn, keys))
-        planner = _Planner(batch, experiments, known)
+        plan = Plan(await lock_participations(conn, keys))
+        planner = _Planner(plan, experiments, known)
         results = [planner.plan(item) for item in items]
-        await write(conn, batch)
+        await write(conn, plan)
         return results
 
 
 class _Planner:
     def __init__(
         self,
-        batch: Batch,
+        plan: Plan,
         experiments: Mapping[str, Experiment],
         known: Mapping[str, set[uuid.UUID]],
     ) -> None:
-        self._batch = batch
+        self._plan = plan
         self._experiments = experiments
         self._users = known["user"]
         self._stored = {"impression": known["impression"], "conversion": known["conversion"]}
@@ -97,9 +97,9 @@ class _Planner:
             return pending("unknown user", waits.key(waits.PROFILE_ID, item.user_id))
         key = (item.user_id, experiment.id)
         if item.kind == "impression":
-            result = self._batch.impression(item.id, key, variant_id, item.at, item.columns)
+            result = self._plan.impression(item.id, key, variant_id, item.at, item.columns)
         else:
-            result = self._batch.conversion(self._conversion(item, key, variant_id))
+            result = self._plan.conversion(self._conversion(item, key, variant_id))
         if result is APPLIED:
             self._stored[item.kind].add(item.id)
         return result
@@ -109,7 +109,7 @@ class _Planner:
     ) -> Conversion:
         columns = dict(item.columns)
         value = columns.pop("conversion_value", None)
-        part = self._batch.participation(key)
+        part = self._plan.participation(key)
         if part is not None and part.variant_id != variant_id:
             # Attributed to the variant of first exposure; keep what the client reported.
             columns["conversion_context"] = _with(

@@ -15,10 +15,10 @@ from uuid import UUID
 
 import asyncpg
 
-from consumers import waits
 from consumers.handlers.kit_events import parse_kit
+from consumers.pending import waits
 from consumers.types import APPLIED, Context, Event, Result, pending
-from contract.records import SOURCE_KIT
+from contract.topics import SOURCE_KIT
 
 UNKNOWN_EMAIL = "unknown email"
 

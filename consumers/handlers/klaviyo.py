@@ -19,7 +19,6 @@ from datetime import datetime
 
 import asyncpg
 
-from consumers import waits
 from consumers.handlers import klaviyo_store as db
 from consumers.handlers.environment import property_mismatch
 from consumers.handlers.klaviyo_events import (
@@ -29,8 +28,9 @@ from consumers.handlers.klaviyo_events import (
     parse_consent,
     parse_flow,
 )
+from consumers.pending import waits
 from consumers.types import APPLIED, Context, Event, Result, pending, skipped
-from contract.records import SOURCE_KLAVIYO
+from contract.topics import SOURCE_KLAVIYO
 
 UNKNOWN_USER = "unknown user"
 UNKNOWN_PROFILE = "unknown klaviyo profile"
@@ -41,7 +41,7 @@ def _stale(event_time: datetime, applied: datetime | None) -> bool:
     return applied is not None and event_time < applied
 
 
-class _Batch:
+class _State:
     """The state one batch reads, changes in memory, and writes back."""
 
     def __init__(self, ctx: Context) -> None:
@@ -174,7 +174,7 @@ class KlaviyoHandler:
         parsed: list[FlowProfile | Consent | None] = [
             parse_flow(e) if e.type == FLOW_TYPE else parse_consent(e) for e in events
         ]
-        batch = _Batch(ctx)
+        batch = _State(ctx)
         await batch.load(
             conn,
             [p for p in parsed if isinstance(p, FlowProfile)],

@@ -28,11 +28,11 @@ from typing import Any
 
 import asyncpg
 
-from consumers import waits
 from consumers.handlers.experiment_items import DEFAULT_WINDOW_DAYS, money
-from consumers.handlers.experiment_plan import Batch, Conversion, Experiment, Key
+from consumers.handlers.experiment_plan import Conversion, Experiment, Key, Plan
 from consumers.handlers.experiment_reads import participation_of
 from consumers.handlers.experiment_store import write
+from consumers.pending import waits
 from consumers.types import APPLIED, Context, Event, Result, pending
 
 PURCHASE_TYPES = frozenset(
@@ -152,8 +152,8 @@ async def record_purchases(
     """Turn applied RevenueCat purchase events (and parked purchase work) into conversions for
     every experiment the purchasing person participates in. Called by the RevenueCat handler
     inside its transaction; events that are not purchases are ignored. Returns, by event id,
-    a pending result for each purchase with no participation to convert yet (the caller parks
-    its work) and APPLIED for the others."""
+    a pending result for each purchase with no participation to convert yet (the caller
+    returns its work as a follow-up, for the runtime to park) and APPLIED for the others."""
     purchases = [(e.id, p) for e in events if (p := purchase_of(e)) is not None]
     pairs = [(rc_id, o) for o, (_, p) in enumerate(purchases) for rc_id in p.revenue_cat_ids]
     if not pairs:
@@ -195,16 +195,16 @@ async def record_purchases(
             [conversion_id(p.event_id, key[1]) for _, p, key in candidates],
         )
     }
-    batch = Batch(participations.values())
+    plan = Plan(participations.values())
     converted: set[int] = set()
     for o, purchase, key in candidates:
         conversion = purchase_conversion(purchase, key)
         if conversion.id in stored:
             converted.add(o)
-        elif batch.conversion(conversion) is APPLIED:
+        elif plan.conversion(conversion) is APPLIED:
             stored.add(conversion.id)
             converted.add(o)
-    await write(conn, batch)
+    await write(conn, plan)
     results: dict[str, Result] = {}
     for o, (event_id, _) in enumerate(purchases):
         participant = any(by_user.get(u) for u in profiles.get(o, ()))

@@ -10,18 +10,27 @@ then become experiment conversions through :func:`consumers.handlers.purchases.r
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
 
-from consumers import store, waits
 from consumers.errors import PoisonError
 from consumers.handlers import attributes
 from consumers.handlers.environment import revenuecat_mismatch
 from consumers.handlers.purchases import is_work, record_purchases, work_event
-from consumers.types import APPLIED, Context, Event, Outcome, Result, pending, skipped
-from contract.records import SOURCE_REVENUECAT
+from consumers.pending import waits
+from consumers.types import (
+    APPLIED,
+    Context,
+    Event,
+    Outcome,
+    PendingEvent,
+    Result,
+    pending,
+    skipped,
+)
+from contract.topics import SOURCE_REVENUECAT
 
 UNKNOWN_ID = "unknown revenue cat id"
 
@@ -122,14 +131,16 @@ class RevenueCatHandler:
             )
         applied = [e for e, r in zip(events, results, strict=True) if r.outcome is Outcome.APPLIED]
         purchases = await record_purchases(conn, applied, ctx) if applied else {}
-        # Parked work waits again as itself; a live purchase parks its work as a new event.
-        work = [
-            (work_event(e), r.reason or "", r.waits_for)
-            for e in applied
-            if not is_work(e) and (r := purchases.get(e.id, APPLIED)).outcome is Outcome.PENDING
-        ]
-        await store.park_pending(conn, work)
-        return [
-            purchases.get(e.id, r) if is_work(e) else r
-            for e, r in zip(events, results, strict=True)
-        ]
+        return [_settle(e, r, purchases) for e, r in zip(events, results, strict=True)]
+
+
+def _settle(event: Event, result: Result, purchases: Mapping[str, Result]) -> Result:
+    """Parked purchase work waits again as itself; a live purchase whose conversion must
+    wait leaves its work as a follow-up, an event of its own the runtime parks."""
+    if is_work(event):
+        return purchases.get(event.id, result)
+    conversion = purchases.get(event.id)
+    if conversion is None or conversion.outcome is not Outcome.PENDING:
+        return result
+    work = PendingEvent(work_event(event), conversion.reason or "", conversion.waits_for)
+    return replace(result, follow_up=(work,))

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from contract.items import InvalidField, parse_fields
-from contract.records import SOURCE_APP, Record, cloudevent, rfc3339
+from contract.records import Record, cloudevent, rfc3339
+from contract.topics import SOURCE_APP
 from core.settings import Settings
 from ingest import fields
 from ingest.endpoint import Endpoint, Head, Incoming

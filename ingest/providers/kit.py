@@ -11,7 +11,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from contract import times
-from contract.records import SOURCE_KIT, Record, cloudevent
+from contract.records import Record, cloudevent
+from contract.topics import SOURCE_KIT
 from core.settings import Settings
 from ingest import fields
 from ingest.endpoint import Endpoint, Head, Incoming

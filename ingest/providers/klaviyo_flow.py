@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from contract import times
-from contract.records import SOURCE_KLAVIYO, Record, cloudevent
+from contract.records import Record, cloudevent
+from contract.topics import SOURCE_KLAVIYO
 from core.settings import Settings
 from ingest import fields
 from ingest.endpoint import Endpoint, Head, Incoming

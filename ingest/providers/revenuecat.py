@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from contract import times
-from contract.records import SOURCE_REVENUECAT, Record, cloudevent
+from contract.records import Record, cloudevent
+from contract.topics import SOURCE_REVENUECAT
 from core.settings import Settings
 from ingest import fields
 from ingest.endpoint import Endpoint, Head, Incoming

@@ -16,8 +16,8 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from contract.topics import topic_name
 from core import migrate
-from core.topics import topic_name
 from tests.faults import dbstate, scenario
 from tests.faults.harness import Harness, fresh_database
 from tests.faults.oracle import Expected

@@ -5,8 +5,9 @@ from __future__ import annotations
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contract.records import cloudevent
+from contract.topics import all_topics, topic_name
 from core.settings import Settings
-from core.topics import all_topics, create_topics, topic_name
+from core.topics import create_topics
 from tests.support import publish
 
 

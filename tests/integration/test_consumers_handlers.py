@@ -15,14 +15,13 @@ import pytest
 from consumers.apply import Disposition, apply_in_transaction
 from consumers.cli import pending_list, pending_retry
 from consumers.decode import RawRecord, decode
-from consumers.dlq import DeadLetter
-from consumers.pending import PendingRetry
 from consumers.registry import build_handlers
 from consumers.types import Context, Event
 from contract.records import Record
+from contract.topics import topic_name
 from core.settings import Settings
-from core.topics import topic_name
 from ingest.providers import kit, klaviyo, klaviyo_flow, revenuecat
+from tests.support import PENDING, retry_for
 
 RECEIVED = "2024-06-01T00:00:00.000Z"
 _offsets = iter(range(10**9))
@@ -43,22 +42,14 @@ async def apply(
     pool: asyncpg.Pool, records: Sequence[Record], environment: str = "dev"
 ) -> list[Disposition]:
     ctx = Context(environment=environment, now=datetime.now(UTC))
-    report = await apply_in_transaction(pool, build_handlers(()), events_of(records), ctx)
+    report = await apply_in_transaction(
+        pool, build_handlers(()), events_of(records), ctx, backoff_max_s=PENDING.backoff_max_s
+    )
     return [s.disposition for s in report.settled]
 
 
 async def retry_pending(pool: asyncpg.Pool, environment: str = "dev") -> dict[str, int]:
-    async def no_dead_letters(letters: Sequence[DeadLetter]) -> None:
-        raise AssertionError(f"unexpected dead letters {letters}")
-
-    retry = PendingRetry(
-        pool,
-        build_handlers(()),
-        environment=environment,
-        topic_prefix="t.",
-        dead_letters=no_dead_letters,
-    )
-    return (await retry.run()).totals()
+    return (await retry_for(pool, build_handlers(()), environment=environment).run()).totals()
 
 
 # -- builders ---------------------------------------------------------------------------

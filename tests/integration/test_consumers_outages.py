@@ -25,17 +25,18 @@ from consumers.registry import build_handlers, topics_for
 from consumers.runner import Runner
 from consumers.service import readiness_probe
 from consumers.types import Context, Event, Handler, Result
+from contract.topics import DLQ, topic_name
 from core import devstack
 from core.kafka import make_consumer, make_producer
 from core.settings import Settings
-from core.topics import DLQ, create_topics, topic_name
+from core.topics import create_topics
 from tests.integration.test_consumers_runner import (
-    FAST_BACKOFF,
     FAST_GROUP,
     applied_ids,
     kit_records,
     new_kit_profile,
     poison_records,
+    runner_on,
     topic_size,
     until,
 )
@@ -62,7 +63,7 @@ async def started(
     producer = make_producer(settings)
     await consumer.start()
     await producer.start()
-    runner = Runner(settings, handlers, pool, consumer, producer, backoff=FAST_BACKOFF)
+    runner = runner_on(settings, handlers, pool, consumer, producer)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:
@@ -280,7 +281,7 @@ async def test_readiness_fails_when_the_broker_is_down(
     producer = make_producer(settings)
     await consumer.start()
     await producer.start()
-    runner = Runner(settings, handlers, pool, consumer, producer, backoff=FAST_BACKOFF)
+    runner = runner_on(settings, handlers, pool, consumer, producer)
     probe = readiness_probe(runner, pool, timeout_s=1.0)
     try:
         deadline = time.monotonic() + 20

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import asyncpg
@@ -16,10 +16,10 @@ from aiokafka import TopicPartition
 from prometheus_client import REGISTRY
 
 from consumers.cli import pending_list, pending_retry
-from consumers.dlq import DeadLetter
-from consumers.pending import Budget, PendingRetry
+from consumers.pending.policy import PendingPolicy
+from consumers.pending.retry import PendingRetry
+from consumers.pending.task import RetryTask
 from consumers.registry import build_handlers
-from consumers.retry_task import RetryTask
 from contract.records import Record
 from core.settings import Settings
 from tests.integration.experiments_helpers import create_experiment, create_profile, item, records
@@ -32,24 +32,13 @@ from tests.integration.test_consumers_handlers import (
     token,
 )
 from tests.integration.test_consumers_runner import kit_records, running, until
-from tests.support import publish
+from tests.support import NO_DEAD_LETTERS, PENDING, publish, retry_for
 
 WHEN = "2024-06-01T00:00:00Z"
 
 
-async def no_dead_letters(letters: Sequence[DeadLetter]) -> None:
-    raise AssertionError(f"unexpected dead letters {letters}")
-
-
-def retry(pool: asyncpg.Pool, **options: float) -> PendingRetry:
-    return PendingRetry(
-        pool,
-        build_handlers(()),
-        environment="dev",
-        topic_prefix="t.",
-        dead_letters=no_dead_letters,
-        **options,  # type: ignore[arg-type]
-    )
+def retry(pool: asyncpg.Pool, policy: PendingPolicy = PENDING) -> PendingRetry:
+    return retry_for(pool, build_handlers(()), policy=policy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +155,7 @@ async def test_a_row_still_waiting_backs_off_exponentially_up_to_the_cap(
     pool: asyncpg.Pool,
 ) -> None:
     await apply(pool, kit_event("late@example.com", "subscriber.activated", WHEN))
-    passes = retry(pool, backoff_max_s=300.0)
+    passes = retry(pool, replace(PENDING, backoff_max_s=300.0))
     delays = []
     for _ in range(4):
         await pool.execute("UPDATE ingest_pending SET next_attempt_at = now() - interval '1 s'")
@@ -191,9 +180,9 @@ async def test_a_pass_stops_at_its_row_budget_and_the_next_one_goes_on(
     )
     await pool.execute("UPDATE ingest_pending SET next_attempt_at = now()")
     passes = retry(pool)
-    first = await passes.run_pass(Budget(max_rows=5, chunk=2))
+    first = await passes.run_pass(replace(PENDING.budget, max_rows=5, chunk=2))
     assert (first.totals()["pending"], first.more) == (5, True)
-    second = await passes.run_pass(Budget(max_rows=5, chunk=2))
+    second = await passes.run_pass(replace(PENDING.budget, max_rows=5, chunk=2))
     assert (second.totals()["pending"], second.more) == (2, False)
 
 
@@ -209,7 +198,7 @@ async def test_rows_past_the_max_age_expire_into_skipped_and_can_be_replayed(
     counter = ("consumer_pending_expired_total", {"reason": "unknown email"})
     before = REGISTRY.get_sample_value(*counter) or 0.0
 
-    report = await retry(pool, max_age_days=30).run_pass()
+    report = await retry(pool, replace(PENDING, max_age_days=30)).run_pass()
 
     assert report.expired == 1
     assert REGISTRY.get_sample_value(*counter) == before + 1
@@ -256,7 +245,9 @@ async def test_the_consumer_retries_parked_events_periodically(
         return gauge is None
 
     async with running(settings, pool) as runner:
-        task = RetryTask(settings, pool, runner.handlers, no_dead_letters)
+        task = RetryTask(
+            PendingRetry.from_settings(settings, pool, runner.handlers, NO_DEAD_LETTERS)
+        )
         stop = asyncio.Event()
         retrying = asyncio.create_task(task.run(stop))
         try:
@@ -284,7 +275,10 @@ async def test_the_live_loop_keeps_committing_while_a_long_pass_runs(
     email = f"{token().lower()}@example.com"
     await pool.execute("INSERT INTO user_profiles (email) VALUES ($1)", email)
     async with running(settings, pool) as runner:
-        task = RetryTask(settings, pool, runner.handlers, no_dead_letters, before_pass=slow_pass)
+        task = RetryTask(
+            PendingRetry.from_settings(settings, pool, runner.handlers, NO_DEAD_LETTERS),
+            before_pass=slow_pass,
+        )
         stop = asyncio.Event()
         retrying = asyncio.create_task(task.run(stop))
         try:

@@ -10,7 +10,7 @@ import re
 import secrets
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,13 +25,15 @@ from consumers import dlq
 from consumers.backoff import Backoff
 from consumers.cli import consume, dlq_list, dlq_replay
 from consumers.decode import RawRecord
+from consumers.dlq import DeadLetterSink
 from consumers.registry import build_handlers, topics_for
 from consumers.runner import NO_HOOKS, Hooks, PoisonFlood, Runner
-from consumers.service import readiness_probe
+from consumers.service import build_runner, readiness_probe
+from consumers.types import Handler
 from contract.records import Record, cloudevent, rfc3339
+from contract.topics import DLQ, topic_name
 from core.kafka import make_consumer, make_producer
 from core.settings import Settings
-from core.topics import DLQ, topic_name
 from ingest.providers import kit, klaviyo_flow, revenuecat
 from tests.support import publish, read_records
 
@@ -98,6 +100,21 @@ async def topic_size(bootstrap: str, topic: str) -> int:
         await consumer.stop()
 
 
+def runner_on(
+    settings: Settings,
+    handlers: Mapping[str, Handler],
+    pool: asyncpg.Pool,
+    consumer: Any,
+    producer: Any,
+    hooks: Hooks = NO_HOOKS,
+) -> Runner:
+    """The service's runner over started clients, backing off fast."""
+    dead_letters = DeadLetterSink.from_settings(settings, producer)
+    return build_runner(
+        settings, handlers, pool, consumer, dead_letters, backoff=FAST_BACKOFF, hooks=hooks
+    )
+
+
 @asynccontextmanager
 async def running(
     settings: Settings,
@@ -113,7 +130,7 @@ async def running(
     producer = make_producer(settings)
     await consumer.start()
     await producer.start()
-    runner = Runner(settings, handlers, pool, consumer, producer, backoff=FAST_BACKOFF, hooks=hooks)
+    runner = runner_on(settings, handlers, pool, consumer, producer, hooks)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop)) if background else None
     try:

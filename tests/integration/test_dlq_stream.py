@@ -10,9 +10,9 @@ import pytest
 from consumers import dlq
 from consumers.cli import list_dead_letters, replay_dead_letters
 from consumers.topic_reader import CHUNK_RECORDS
+from contract.topics import DLQ, topic_name
 from core.kafka import make_producer
 from core.settings import Settings
-from core.topics import DLQ, topic_name
 from tests.conftest import SessionStack, make_settings
 
 DEAD_LETTERS = 100_000

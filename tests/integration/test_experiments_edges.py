@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
 from datetime import timedelta
 
 import asyncpg
 
 from consumers import db
 from consumers.apply import apply_in_transaction
-from consumers.dlq import DeadLetter
 from consumers.handlers.experiments import ExperimentsHandler
 from consumers.handlers.revenuecat import RevenueCatHandler
-from consumers.pending import PendingRetry
-from consumers.types import Handler
+from consumers.pending.retry import PendingRetry
+from consumers.types import Event, Handler
 from tests.integration.experiments_helpers import (
     apply,
     at,
@@ -30,18 +28,21 @@ from tests.integration.experiments_helpers import (
     participation,
 )
 from tests.integration.test_experiments_purchases import PRODUCTION, make_buyer, purchase
+from tests.support import PENDING, retry_for
 
 HANDLERS: dict[str, Handler] = {"revenuecat": RevenueCatHandler(), "app": ExperimentsHandler()}
 
 
-async def no_dead_letters(letters: Sequence[DeadLetter]) -> None:
-    raise AssertionError(f"unexpected dead letters {letters}")
+def retry(pool: asyncpg.Pool, environment: str = "production", scope: str = "") -> PendingRetry:
+    return retry_for(pool, HANDLERS, environment=environment, scope=scope)
 
 
-def retry(pool: asyncpg.Pool, environment: str = "production") -> PendingRetry:
-    return PendingRetry(
-        pool, HANDLERS, environment=environment, topic_prefix="", dead_letters=no_dead_letters
+async def apply_live(pool: asyncpg.Pool, event: Event, scope: str = "") -> list[str]:
+    """Apply ``event`` as the loop of a production runtime in ``scope`` does."""
+    report = await apply_in_transaction(
+        pool, HANDLERS, [event], PRODUCTION, scope=scope, backoff_max_s=PENDING.backoff_max_s
     )
+    return [s.disposition.value for s in report.settled]
 
 
 async def test_a_purchase_before_the_participation_converts_once_it_appears(
@@ -50,8 +51,7 @@ async def test_a_purchase_before_the_participation_converts_once_it_appears(
     buyer = await make_buyer(pool)
     checkout = await create_experiment(pool, "checkout")
     bought = purchase(at(2))
-    report = await apply_in_transaction(pool, HANDLERS, [bought], PRODUCTION)
-    assert [s.disposition.value for s in report.settled] == ["applied"]
+    assert await apply_live(pool, bought) == ["applied"]
     parked = await pool.fetchrow("SELECT event_id, event_type, reason FROM ingest_pending")
     assert parked is not None
     assert tuple(parked) == (
@@ -65,10 +65,10 @@ async def test_a_purchase_before_the_participation_converts_once_it_appears(
     first = await retry(pool).run_pass()
     assert (first.woken, first.totals()["applied"]) == (1, 1)
     again = await retry(pool).run()
-    redelivered = await apply_in_transaction(pool, HANDLERS, [bought], PRODUCTION)
+    redelivered = await apply_live(pool, bought)
 
     assert again.totals()["applied"] == 0
-    assert [s.disposition.value for s in redelivered.settled] == ["duplicate"]
+    assert redelivered == ["duplicate"]
     rows = await pool.fetch("SELECT experiment_id, variant_id, conversion_type FROM conversions")
     assert [tuple(r) for r in rows] == [
         (checkout.experiment, checkout.variants["treatment"], "purchase")
@@ -76,6 +76,32 @@ async def test_a_purchase_before_the_participation_converts_once_it_appears(
     part = await participation(pool, buyer)
     assert part is not None and part["has_converted"]
     assert await pool.fetchval("SELECT count(*) FROM ingest_pending") == 0
+
+
+async def test_a_scoped_runtime_parks_the_purchase_work_in_its_own_scope(
+    pool: asyncpg.Pool,
+) -> None:
+    buyer = await make_buyer(pool)
+    checkout = await create_experiment(pool, "checkout")
+    bought = purchase(at(2))
+
+    assert await apply_live(pool, bought, scope="crm") == ["applied"]
+    inbox = await pool.fetch("SELECT source, event_id FROM ingest_inbox")
+    assert [tuple(r) for r in inbox] == [("crm/revenuecat", bought.id)]
+    parked = await pool.fetch("SELECT source, event_id, reason FROM ingest_pending")
+    assert [tuple(r) for r in parked] == [
+        ("crm/revenuecat", f"{bought.id}/purchase", "purchase before participation")
+    ]
+    # The unscoped runtime's retry finds nothing of it; the scoped one converts it.
+    await apply(pool, events(item("impression", buyer, at(0), variant="treatment")))
+    unscoped = await retry(pool).run()
+    assert unscoped.totals() == {"applied": 0, "skipped": 0, "pending": 0, "dead": 0}
+    scoped = await retry(pool, scope="crm").run()
+    assert scoped.totals()["applied"] == 1
+    assert await pool.fetchval("SELECT count(*) FROM ingest_pending") == 0
+    conversion = await pool.fetchrow("SELECT experiment_id, conversion_type FROM conversions")
+    assert conversion is not None
+    assert tuple(conversion) == (checkout.experiment, "purchase")
 
 
 async def test_two_transactions_creating_the_same_participation_make_one_first_exposure(
@@ -138,7 +164,9 @@ async def test_a_completed_experiment_still_takes_events_from_while_it_ran(
     user = uuid.uuid4()  # no profile yet: parked
     during = item("impression", user, at(0), experiment="finished")
     after = item("impression", user, at(48), experiment="finished")
-    report = await apply_in_transaction(pool, HANDLERS, events(during, after), context())
+    report = await apply_in_transaction(
+        pool, HANDLERS, events(during, after), context(), backoff_max_s=PENDING.backoff_max_s
+    )
     assert [(s.disposition.value, s.reason) for s in report.settled] == [
         ("pending", "unknown user"),
         ("skipped", "experiment ended"),

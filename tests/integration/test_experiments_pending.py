@@ -4,15 +4,12 @@ its pending retry once the experiment is created."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import asyncpg
 
 from consumers.apply import apply_in_transaction
-from consumers.dlq import DeadLetter
 from consumers.handlers.experiments import ExperimentsHandler
-from consumers.pending import PendingRetry
 from consumers.types import Context
 from tests.integration.experiments_helpers import (
     at,
@@ -22,12 +19,9 @@ from tests.integration.experiments_helpers import (
     item,
     participation,
 )
+from tests.support import PENDING, retry_for
 
 HANDLERS = {"app": ExperimentsHandler()}
-
-
-async def no_dead_letters(letters: Sequence[DeadLetter]) -> None:
-    raise AssertionError(f"unexpected dead letters: {[d.message for d in letters]}")
 
 
 async def test_unknown_experiment_is_parked_then_applied_by_pending_retry(
@@ -37,7 +31,9 @@ async def test_unknown_experiment_is_parked_then_applied_by_pending_retry(
     impression = item("impression", user, at(0), experiment="launch", variant="b")
     conversion = item("conversion", user, at(3), experiment="launch", variant="b")
     ctx = Context(environment="dev", now=datetime.now(UTC))
-    report = await apply_in_transaction(pool, HANDLERS, events(impression, conversion), ctx)
+    report = await apply_in_transaction(
+        pool, HANDLERS, events(impression, conversion), ctx, backoff_max_s=PENDING.backoff_max_s
+    )
     assert [(s.disposition.value, s.reason) for s in report.settled] == [
         ("pending", "unknown experiment"),
         ("pending", "unknown experiment"),
@@ -48,9 +44,7 @@ async def test_unknown_experiment_is_parked_then_applied_by_pending_retry(
         (conversion["id"], "unknown experiment"),
     ]
 
-    retry = PendingRetry(
-        pool, HANDLERS, environment="dev", topic_prefix="", dead_letters=no_dead_letters
-    )
+    retry = retry_for(pool, HANDLERS)
     still = await retry.run()
     assert still.totals() == {"applied": 0, "skipped": 0, "pending": 2, "dead": 0}
 
@@ -69,7 +63,9 @@ async def test_unknown_experiment_is_parked_then_applied_by_pending_retry(
 
     # A further pass and a redelivery of the same records change nothing.
     assert (await retry.run()).total("applied") == 0
-    again = await apply_in_transaction(pool, HANDLERS, events(impression, conversion), ctx)
+    again = await apply_in_transaction(
+        pool, HANDLERS, events(impression, conversion), ctx, backoff_max_s=PENDING.backoff_max_s
+    )
     assert {s.disposition.value for s in again.settled} == {"duplicate"}
     assert await pool.fetchval("SELECT count(*) FROM impressions") == 1
     assert uuid.UUID(impression["id"]) == await pool.fetchval("SELECT id FROM impressions")

@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import asyncpg
 import pytest
 
+from consumers.dlq import DeadLetterSink
+from consumers.pending.retry import PendingRetry
 from consumers.registry import build_handlers, topics_for
-from consumers.retry_task import RetryTask, dlq_sink
 from consumers.runner import Runner
+from consumers.service import build_runner
 from core.kafka import make_consumer, make_producer
 from core.settings import Settings
 from ingest.providers import revenuecat
@@ -38,7 +40,8 @@ async def runner(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[Runner
     await consumer.start()
     await producer.start()
     try:
-        yield Runner(production, handlers, pool, consumer, producer)
+        dead_letters = DeadLetterSink.from_settings(production, producer)
+        yield build_runner(production, handlers, pool, consumer, dead_letters)
     finally:
         await consumer.stop()
         await producer.stop()
@@ -127,9 +130,9 @@ async def test_events_and_purchase_through_the_runner(
     ]
 
     launch = await create_experiment(pool, "launch", variants=("a", "b"))
-    report = await RetryTask(
-        runner.settings, pool, runner.handlers, dlq_sink(runner.settings, runner.producer)
-    ).retry.run()
+    production = settings.with_overrides(environment="production")
+    retry = PendingRetry.from_settings(production, pool, runner.handlers, runner.dead_letters)
+    report = await retry.run()
     assert report.total("applied") == 1
     assert await pool.fetchval("SELECT count(*) FROM ingest_pending") == 0
     variant = await pool.fetchval(

@@ -11,8 +11,8 @@ import httpx
 import orjson
 import pytest
 
+from contract.topics import topic_name
 from core.settings import Settings
-from core.topics import topic_name
 from tests.conftest import SessionStack, make_settings
 from tests.integration import ingest_harness as h
 from tests.support import read_records

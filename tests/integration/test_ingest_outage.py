@@ -11,9 +11,10 @@ import httpx
 import orjson
 import pytest
 
+from contract.topics import topic_name
 from core.devstack import TansuBroker
 from core.settings import Settings
-from core.topics import create_topics, topic_name
+from core.topics import create_topics
 from ingest.providers import kit_legacy
 from tests.conftest import make_settings
 from tests.integration import ingest_harness as h

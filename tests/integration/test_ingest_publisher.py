@@ -11,10 +11,11 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from contract.records import Record, cloudevent
+from contract.topics import topic_name
 from core.devstack import TansuBroker
 from core.kafka import make_producer
 from core.settings import Settings
-from core.topics import create_topics, topic_name
+from core.topics import create_topics
 from ingest.publisher import PublishTimeout
 from tests.conftest import make_settings
 from tests.integration import ingest_harness as h

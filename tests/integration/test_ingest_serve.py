@@ -14,9 +14,9 @@ import httpx
 import orjson
 import pytest
 
+from contract.topics import topic_name
 from core.devstack import free_port
 from core.settings import Settings
-from core.topics import topic_name
 from ingest import samples
 from tests.conftest import SessionStack, make_settings
 from tests.integration import ingest_harness as h

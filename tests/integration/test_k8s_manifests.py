@@ -15,8 +15,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from contract.topics import DLQ, STREAMS, all_topics, topic_name
 from core.settings import ENV_VARS, Settings, from_mapping
-from core.topics import DLQ, STREAMS, all_topics, topic_name
 from ingest.serve import make_server
 
 ROOT = Path(__file__).resolve().parents[2]

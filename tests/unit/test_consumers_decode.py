@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from consumers.decode import DecodeError, RawRecord, committable, decode, decode_all, parse_time
+from consumers.decode import DecodeError, RawRecord, committable, decode, decode_all
 from consumers.types import Position
 from contract.records import cloudevent
 
@@ -53,10 +53,7 @@ def test_decodes_a_cloudevent() -> None:
     ("headers", "value", "message"),
     [
         pytest.param(good_headers(ce_id=b"<drop>"), b"{}", "missing header ce_id", id="no id"),
-        pytest.param(good_headers(ce_source=b""), b"{}", "missing header ce_source", id="empty"),
-        pytest.param(good_headers(ce_type=b"<drop>"), b"{}", "ce_type", id="no type"),
         pytest.param(good_headers(ce_time=b"yesterday"), b"{}", "RFC 3339", id="bad time"),
-        pytest.param(good_headers(ce_specversion=b"0.3"), b"{}", "specversion", id="old spec"),
         pytest.param(good_headers(), b"{not json", "not JSON", id="bad json"),
         pytest.param(good_headers(), None, "no value", id="tombstone"),
     ],
@@ -72,27 +69,6 @@ def test_poison_names_the_event_when_it_can() -> None:
     with pytest.raises(DecodeError) as caught:
         decode(raw(good_headers(), b"nope"))
     assert caught.value.event_id == "evt-1"
-
-
-def test_partition_key_falls_back_to_the_record_key() -> None:
-    event = decode(raw(good_headers(ce_partitionkey=b"<drop>"), key=b"from-key"))
-    assert event.partition_key == "from-key"
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        pytest.param("2024-01-04T18:05:25Z", datetime(2024, 1, 4, 18, 5, 25, tzinfo=UTC), id="Z"),
-        pytest.param(
-            "2024-01-04T20:05:25+02:00", datetime(2024, 1, 4, 18, 5, 25, tzinfo=UTC), id="offset"
-        ),
-        pytest.param(
-            "2024-01-04T18:05:25", datetime(2024, 1, 4, 18, 5, 25, tzinfo=UTC), id="naive"
-        ),
-    ],
-)
-def test_parse_time(text: str, expected: datetime) -> None:
-    assert parse_time(text) == expected
 
 
 def test_decode_all_sorts_and_keeps_poison_in_place() -> None:

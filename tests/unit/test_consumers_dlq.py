@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import pytest
 
 from consumers import dlq
 from consumers.decode import RawRecord
+from core.settings import Settings
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 CE = (("ce_id", b"evt-9"), ("ce_source", b"kit"), ("ce_type", b"kit.subscriber.activated"))
@@ -117,3 +120,28 @@ def test_describe() -> None:
     assert described.error_class == "KeyError"
     assert described.event_id == "evt-9"
     assert described.replays == 0
+
+
+def test_the_sink_is_built_from_the_settings() -> None:
+    settings = Settings(topic_prefix="p.", consumer_group="crm", kafka_io_timeout_s=3.0)
+    sink = dlq.DeadLetterSink.from_settings(settings, producer=None)
+    assert (sink.topic, sink.group, sink.timeout_s) == ("p.ingest.dlq.v1", "crm", 3.0)
+
+
+class _Unacknowledged:
+    """A producer whose broker never acknowledges."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send(self, topic: str, **record: Any) -> asyncio.Future[None]:
+        self.sent.append(topic)
+        return asyncio.get_running_loop().create_future()
+
+
+async def test_a_publish_is_bounded_by_the_sink_timeout() -> None:
+    producer = _Unacknowledged()
+    sink = dlq.DeadLetterSink(producer, "p.ingest.dlq.v1", "g", timeout_s=0.01)
+    with pytest.raises(TimeoutError):
+        await sink.publish([dlq.DeadLetter(record(), ValueError("bad"), 1)])
+    assert producer.sent == ["p.ingest.dlq.v1"]

@@ -6,12 +6,15 @@ import pytest
 
 from consumers.flood import FloodGuard, PoisonFlood
 from consumers.liveness import Liveness
+from consumers.policies import FloodPolicy
 
 Batch = tuple[float, int, int]  # (seconds, records, dead)
 
 
 def guard(window_records: int = 100, window_s: float = 60.0) -> FloodGuard:
-    return FloodGuard(max_share=0.5, min_dead=3, window_records=window_records, window_s=window_s)
+    return FloodGuard(
+        FloodPolicy(max_share=0.5, min_dead=3, window_records=window_records, window_s=window_s)
+    )
 
 
 def feed(g: FloodGuard, batches: list[Batch]) -> int | None:

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from consumers import waits
-from consumers.handlers.experiment_plan import Batch, Conversion
+from consumers.handlers.experiment_plan import Conversion, Plan
+from consumers.pending import waits
 from consumers.types import Outcome
 
 USER = uuid.UUID("00000000-0000-0000-0000-000000000001")
@@ -33,7 +33,7 @@ def test_key(kind: str, value: str | uuid.UUID, key: str) -> None:
 
 
 def test_a_conversion_without_participation_waits_for_it() -> None:
-    result = Batch([]).conversion(
+    result = Plan([]).conversion(
         Conversion(uuid.uuid4(), USER, EXP, datetime.now(UTC), "x", 30, None, {})
     )
     assert result.outcome is Outcome.PENDING

@@ -1,4 +1,4 @@
-"""The participation state machine of one batch, without a database."""
+"""The participation state machine of one consumer batch (a Plan), without a database."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from consumers.handlers.experiment_plan import Batch, Conversion, Experiment, Participation
+from consumers.handlers.experiment_plan import Conversion, Experiment, Participation, Plan
 from consumers.types import APPLIED, Result, pending, skipped
 
 T = datetime(2024, 6, 1, tzinfo=UTC)
@@ -32,28 +32,28 @@ def stored(**fields: object) -> Participation:
 
 
 def test_first_impression_creates_then_increments() -> None:
-    batch = Batch([])
-    assert batch.impression(uuid.uuid4(), KEY, CONTROL, h(0), {}) is APPLIED
-    batch.impression(uuid.uuid4(), KEY, CONTROL, h(1), {})
-    (part,) = batch.touched()
+    plan = Plan([])
+    assert plan.impression(uuid.uuid4(), KEY, CONTROL, h(0), {}) is APPLIED
+    plan.impression(uuid.uuid4(), KEY, CONTROL, h(1), {})
+    (part,) = plan.touched()
     assert (part.variant_id, part.first_exposure_date, part.added_impressions) == (CONTROL, h(0), 2)
-    assert [r.is_first_exposure for r in batch.impressions] == [True, False]
-    assert batch.first_impression_moved == {}
+    assert [r.is_first_exposure for r in plan.impressions] == [True, False]
+    assert plan.first_impression_moved == {}
 
 
 def test_stored_participation_only_adds_impressions() -> None:
-    batch = Batch([stored()])
-    batch.impression(uuid.uuid4(), KEY, CONTROL, h(3), {})
-    (part,) = batch.touched()
+    plan = Plan([stored()])
+    plan.impression(uuid.uuid4(), KEY, CONTROL, h(3), {})
+    (part,) = plan.touched()
     assert (part.added_impressions, part.first_exposure_date) == (1, h(0))
-    assert batch.impressions[0].is_first_exposure is False
+    assert plan.impressions[0].is_first_exposure is False
 
 
 def test_other_variant_is_ineligible_and_leaves_participation() -> None:
-    batch = Batch([stored()])
-    batch.impression(uuid.uuid4(), KEY, TREATMENT, h(1), {"user_eligibility_status": {"a": 1}})
-    assert batch.touched() == []
-    row = batch.impressions[0]
+    plan = Plan([stored()])
+    plan.impression(uuid.uuid4(), KEY, TREATMENT, h(1), {"user_eligibility_status": {"a": 1}})
+    assert plan.touched() == []
+    row = plan.impressions[0]
     assert (row.user_was_eligible, row.is_first_exposure, row.variant_id) == (
         False,
         False,
@@ -67,19 +67,19 @@ def test_other_variant_is_ineligible_and_leaves_participation() -> None:
 
 
 def test_client_marked_ineligible_impression_never_counts() -> None:
-    batch = Batch([])
-    batch.impression(uuid.uuid4(), KEY, CONTROL, h(0), {"user_was_eligible": False})
-    assert batch.touched() == [] and batch.impressions[0].user_was_eligible is False
+    plan = Plan([])
+    plan.impression(uuid.uuid4(), KEY, CONTROL, h(0), {"user_was_eligible": False})
+    assert plan.touched() == [] and plan.impressions[0].user_was_eligible is False
 
 
 def test_earlier_impression_arriving_late_becomes_first() -> None:
-    batch = Batch([stored()])
+    plan = Plan([stored()])
     early = uuid.uuid4()
-    batch.impression(early, KEY, CONTROL, h(-2), {})
-    (part,) = batch.touched()
+    plan.impression(early, KEY, CONTROL, h(-2), {})
+    (part,) = plan.touched()
     assert part.first_exposure_date == h(-2)
-    assert batch.impressions[0].is_first_exposure is True
-    assert batch.first_impression_moved == {KEY: early}
+    assert plan.impressions[0].is_first_exposure is True
+    assert plan.first_impression_moved == {KEY: early}
 
 
 @pytest.mark.parametrize(
@@ -93,9 +93,9 @@ def test_earlier_impression_arriving_late_becomes_first() -> None:
     ],
 )
 def test_conversion_window(hours: float, window: int, within: bool) -> None:
-    batch = Batch([stored()])
-    assert batch.conversion(conversion(hours, window)) is APPLIED
-    (row,) = batch.conversions
+    plan = Plan([stored()])
+    assert plan.conversion(conversion(hours, window)) is APPLIED
+    (row,) = plan.conversions
     assert row.within_window is within
     assert row.time_to_convert == int(hours * 3600)
     assert (row.is_first_conversion, row.original_exposure_date, row.variant_id) == (
@@ -103,32 +103,32 @@ def test_conversion_window(hours: float, window: int, within: bool) -> None:
         h(0),
         CONTROL,
     )
-    (part,) = batch.touched()
+    (part,) = plan.touched()
     assert (part.has_converted, part.conversion_within_window) == (True, within)
 
 
 def test_second_conversion_is_not_first_and_window_flag_stays_on() -> None:
-    batch = Batch([stored()])
-    batch.conversion(conversion(1))
-    batch.conversion(conversion(24 * 40))
-    assert [r.is_first_conversion for r in batch.conversions] == [True, False]
-    (part,) = batch.touched()
+    plan = Plan([stored()])
+    plan.conversion(conversion(1))
+    plan.conversion(conversion(24 * 40))
+    assert [r.is_first_conversion for r in plan.conversions] == [True, False]
+    (part,) = plan.touched()
     assert (part.first_conversion_date, part.conversion_within_window) == (h(1), True)
 
 
 def test_earlier_conversion_arriving_late_becomes_first() -> None:
-    batch = Batch([stored(has_converted=True, first_conversion_date=h(10))])
+    plan = Plan([stored(has_converted=True, first_conversion_date=h(10))])
     early = conversion(2)
-    batch.conversion(early)
-    assert batch.conversions[0].is_first_conversion is True
-    assert batch.first_conversion_moved == {KEY: early.id}
-    assert batch.touched()[0].first_conversion_date == h(2)
+    plan.conversion(early)
+    assert plan.conversions[0].is_first_conversion is True
+    assert plan.first_conversion_moved == {KEY: early.id}
+    assert plan.touched()[0].first_conversion_date == h(2)
 
 
 def test_attribution_hours_are_whole_hours() -> None:
-    batch = Batch([stored()])
-    batch.conversion(conversion(26.99, value="5"))
-    assert batch.conversions[0].time_to_conversion_hours == 26
+    plan = Plan([stored()])
+    plan.conversion(conversion(26.99, value="5"))
+    assert plan.conversions[0].time_to_conversion_hours == 26
 
 
 @pytest.mark.parametrize(
@@ -141,9 +141,9 @@ def test_attribution_hours_are_whole_hours() -> None:
 def test_conversions_that_cannot_apply(
     parts: list[Participation], hours: float, result: Result
 ) -> None:
-    batch = Batch(parts)
-    assert batch.conversion(conversion(hours)) == result
-    assert batch.conversions == [] and batch.touched() == []
+    plan = Plan(parts)
+    assert plan.conversion(conversion(hours)) == result
+    assert plan.conversions == [] and plan.touched() == []
 
 
 def experiment(**fields: object) -> Experiment:

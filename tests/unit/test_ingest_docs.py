@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from core.topics import STREAMS, topic_name
+from contract.topics import STREAMS, topic_name
 from ingest import samples
 from ingest.registry import ENDPOINTS
 

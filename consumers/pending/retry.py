@@ -1,8 +1,8 @@
-"""Parked events: retried until their target row exists (docs/contract.md §6, Pending).
+"""The retry of pending events, until their target row exists (docs/contract.md §6, Pending).
 
 An event is parked, with its inbox row, when its handler finds no target row (unknown revenue
 cat id, unknown email, unknown Klaviyo profile, unknown experiment...), together with the keys
-it waits for (:mod:`consumers.waits`) and a next attempt time. A pass picks up only the rows
+it waits for (:mod:`consumers.pending.waits`) and a next attempt time. A pass picks up only the rows
 that are due: woken because one of their keys was inserted (``sql/0004``'s triggers leave a
 wake-up), or whose capped exponential backoff is over; so it costs what became ready, not what
 is parked. Due rows are retried a chunk per transaction in provider time order through the
@@ -19,31 +19,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import asyncpg
 import orjson
 
-from consumers import db, metrics, parked, store
-from consumers.apply import run_handlers
+from consumers import db, metrics, store
+from consumers.apply import park_results, run_handlers
 from consumers.decode import RawRecord
-from consumers.dlq import DeadLetter, log_row
+from consumers.dlq import DeadLetter, DeadLetterSink, log_row
 from consumers.isolate import Poisoned, Progress, isolate
+from consumers.pending import store as pending
+from consumers.pending.policy import UNBOUNDED, Budget, PendingPolicy
+from consumers.pending.store import EXPIRED_PREFIX, PendingCount, PendingRow
 from consumers.types import Context, Handler, Outcome
-from contract.records import (
-    CE_ID,
-    CE_PARTITIONKEY,
-    CE_SOURCE,
-    CE_SPECVERSION,
-    CE_TIME,
-    CE_TYPE,
-    CONTENT_TYPE,
-    STREAM_OF_SOURCE,
-    rfc3339,
-)
-from core.topics import topic_name
+from contract.headers import encode_headers
+from contract.records import rfc3339
+from contract.topics import STREAM_OF_SOURCE, topic_name
+from core.settings import Settings
 
 _START = (datetime(1970, 1, 1, tzinfo=UTC), "", "")
 
@@ -76,7 +71,7 @@ class RetryReport:
         return {o: self.total(o) for o in ("applied", "skipped", "pending", "dead")}
 
 
-def as_raw(row: store.PendingRow, topic_prefix: str) -> RawRecord:
+def as_raw(row: PendingRow, topic_prefix: str) -> RawRecord:
     """The record a parked event was read as, rebuilt for the DLQ (key, value, CloudEvents
     headers); its position is the one the inbox remembers."""
     event = row.event
@@ -92,88 +87,86 @@ def as_raw(row: store.PendingRow, topic_prefix: str) -> RawRecord:
         offset=origin.offset if origin else -1,
         key=event.partition_key.encode(),
         value=orjson.dumps(event.data),
-        headers=(
-            (CE_SPECVERSION, b"1.0"),
-            (CE_ID, event.id.encode()),
-            (CE_SOURCE, event.source.encode()),
-            (CE_TYPE, event.type.encode()),
-            (CE_TIME, rfc3339(event.time).encode()),
-            (CE_PARTITIONKEY, event.partition_key.encode()),
-            (CONTENT_TYPE, b"application/json"),
+        headers=encode_headers(
+            event_id=event.id,
+            source=event.source,
+            event_type=event.type,
+            time=rfc3339(event.time),
+            partition_key=event.partition_key,
+            received_at=None,
         ),
     )
-
-
-DeadLetterSink = Callable[[Sequence[DeadLetter]], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Budget:
-    """Limits of one pass: rows retried and seconds spent (None: no limit), rows a chunk
-    transaction holds, wake-ups consumed and rows expired per pass."""
-
-    max_rows: int | None = 5_000
-    max_s: float | None = 10.0
-    chunk: int = 200
-    wakes: int = 10_000
-    expire: int = 10_000
-
-
-UNBOUNDED = Budget(max_rows=None, max_s=None)
 
 
 class PendingRetry:
     """Retries the parked events of the given handlers' sources.
 
     :meth:`run_pass` is the consumer's periodic pass: consume wake-ups (target keys that
-    appeared), expire rows older than ``max_age_days``, then retry the rows that are due
-    (woken, or whose backoff is over) within the budget. :meth:`run` is the operator's
-    ``pending retry``: every parked row, now.
+    appeared), expire rows older than the policy's ``max_age_days``, then retry the rows that
+    are due (woken, or whose backoff is over) within the budget. :meth:`run` is the
+    operator's ``pending retry``: every parked row, now.
     """
 
     def __init__(
         self,
         pool: asyncpg.Pool,
         handlers: Mapping[str, Handler],
+        policy: PendingPolicy,
+        dead_letters: DeadLetterSink,
         *,
         environment: str,
         topic_prefix: str,
-        dead_letters: DeadLetterSink,
         scope: str = "",
-        chunk: int = 200,
-        max_age_days: float = 30.0,
-        backoff_max_s: float = store.BACKOFF_MAX_S,
     ) -> None:
-        self._pool = pool
+        self.pool = pool
+        self.policy = policy
         self._handlers = handlers
         self._environment = environment
         self._prefix = topic_prefix
         self._dead_letters = dead_letters
         self._scope = scope
-        self._chunk = chunk
-        self._max_age_days = max_age_days
-        self._backoff_max_s = backoff_max_s
         self._sources = [store.stored_source(s, scope) for s in handlers]
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        handlers: Mapping[str, Handler],
+        dead_letters: DeadLetterSink,
+        *,
+        scope: str = "",
+    ) -> PendingRetry:
+        return cls(
+            pool,
+            handlers,
+            PendingPolicy.from_settings(settings),
+            dead_letters,
+            environment=settings.environment,
+            topic_prefix=settings.topic_prefix,
+            scope=scope,
+        )
 
     async def run(self) -> RetryReport:
         """Retry every parked event now (those parked during the pass wait for the next)."""
-        async with db.connection(self._pool) as conn:
-            await parked.make_all_due(conn, self._sources)
-        return await self.run_pass(replace(UNBOUNDED, chunk=self._chunk), expire=False)
+        async with db.connection(self.pool) as conn:
+            await pending.make_all_due(conn, self._sources)
+        return await self.run_pass(UNBOUNDED, expire=False)
 
     async def run_pass(
         self,
-        budget: Budget = Budget(),
+        budget: Budget | None = None,
         *,
         expire: bool = True,
         stop: asyncio.Event | None = None,
     ) -> RetryReport:
-        """One pass within ``budget``; returns what it did (``report.more`` when it stopped
-        at the budget with due rows left)."""
+        """One pass within ``budget`` (the policy's by default); returns what it did
+        (``report.more`` when it stopped at the budget with due rows left)."""
+        budget = budget or self.policy.budget
         started = time.monotonic()
         total = RetryReport()
-        async with db.transaction(self._pool) as conn:
-            woken = await parked.wake(conn, budget.wakes)
+        async with db.transaction(self.pool) as conn:
+            woken = await pending.wake(conn, budget.wakes)
             # The database's clock, not ours: woken rows are due at its now().
             due: datetime = await conn.fetchval("SELECT clock_timestamp()")
         total.woken = woken.rows
@@ -194,8 +187,8 @@ class PendingRetry:
                 if limit <= 0:
                     total.more = True
                     return total
-            async with db.connection(self._pool) as conn:
-                rows = await store.select_pending(
+            async with db.connection(self.pool) as conn:
+                rows = await pending.select_due(
                     conn, self._handlers, due, cursor, limit, self._scope
                 )
             if not rows:
@@ -211,15 +204,15 @@ class PendingRetry:
 
     async def _expire(self, limit: int) -> RetryReport:
         report = RetryReport()
-        async with db.transaction(self._pool) as conn:
-            reasons = await parked.expire(conn, self._sources, self._max_age_days, limit)
+        async with db.transaction(self.pool) as conn:
+            reasons = await pending.expire(conn, self._sources, self.policy.max_age_days, limit)
         for reason in reasons:
-            metrics.PENDING_EXPIRED.labels(reason.removeprefix(parked.EXPIRED_PREFIX)).inc()
+            metrics.PENDING_EXPIRED.labels(reason.removeprefix(EXPIRED_PREFIX)).inc()
         report.expired = len(reasons)
         return report
 
-    async def _retry(self, rows: Sequence[store.PendingRow]) -> RetryReport:
-        progress: Progress[store.PendingRow, RetryReport] = Progress()
+    async def _retry(self, rows: Sequence[PendingRow]) -> RetryReport:
+        progress: Progress[PendingRow, RetryReport] = Progress()
         await isolate(
             rows,
             self._apply,
@@ -236,26 +229,23 @@ class PendingRetry:
                 report.count(p.item.event.source, "dead")
         return report
 
-    async def _apply(self, rows: Sequence[store.PendingRow]) -> RetryReport:
+    async def _apply(self, rows: Sequence[PendingRow]) -> RetryReport:
         ctx = Context(environment=self._environment, now=datetime.now(UTC))
-        async with db.transaction(self._pool) as conn:
-            locked = await store.lock_pending(conn, [r.event for r in rows], self._scope)
+        async with db.transaction(self.pool) as conn:
+            locked = await pending.lock(conn, [r.event for r in rows], self._scope)
             events = [r.event for r in rows if (r.event.source, r.event.id) in locked]
             results, _ = await run_handlers(conn, self._handlers, events, ctx)
             done = [e for e, r in results if r.outcome is not Outcome.PENDING]
             skipped = [(e, r.reason or "") for e, r in results if r.outcome is Outcome.SKIPPED]
-            still = [
-                (e, r.reason or "", r.waits_for) for e, r in results if r.outcome is Outcome.PENDING
-            ]
-            await store.delete_pending(conn, [(e.source, e.id) for e in done], self._scope)
+            await pending.delete(conn, [(e.source, e.id) for e in done], self._scope)
             await store.record_skipped(conn, skipped, self._scope)
-            await store.park_pending(conn, still, self._scope, max_s=self._backoff_max_s)
+            await park_results(conn, results, self._scope, backoff_max_s=self.policy.backoff_max_s)
         report = RetryReport()
         for event, result in results:
             report.count(event.source, result.outcome.value)
         return report
 
-    async def _bury(self, poisoned: Sequence[Poisoned[store.PendingRow]]) -> None:
+    async def _bury(self, poisoned: Sequence[Poisoned[PendingRow]]) -> None:
         letters = [
             DeadLetter(
                 as_raw(p.item, self._prefix),
@@ -267,22 +257,22 @@ class PendingRetry:
             for p in poisoned
         ]
         keys = [(p.item.event.source, p.item.event.id) for p in poisoned]
-        await self._dead_letters(letters)
-        async with db.transaction(self._pool) as conn:
+        await self._dead_letters.publish(letters)
+        async with db.transaction(self.pool) as conn:
             await store.log_dead_letters(conn, [log_row(letter) for letter in letters])
-            await store.delete_pending(conn, keys, self._scope)
+            await pending.delete(conn, keys, self._scope)
             await store.release_inbox(conn, keys, self._scope)
 
     async def revive_expired(self) -> int:
         """Put the expired events of these sources back in the pending table, due now."""
-        async with db.transaction(self._pool) as conn:
-            return await parked.revive_expired(conn, self._sources)
+        async with db.transaction(self.pool) as conn:
+            return await pending.revive_expired(conn, self._sources)
 
 
-async def refresh_gauges(pool: asyncpg.Pool) -> list[store.PendingCount]:
+async def refresh_gauges(pool: asyncpg.Pool) -> list[PendingCount]:
     """Set consumer_pending_events and consumer_pending_oldest_age_seconds from the table."""
     async with db.connection(pool) as conn:
-        counts = await store.pending_summary(conn)
+        counts = await pending.summary(conn)
     metrics.PENDING_EVENTS.clear()
     for count in counts:
         metrics.PENDING_EVENTS.labels(count.reason).set(count.events)

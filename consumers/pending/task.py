@@ -1,6 +1,6 @@
-"""The periodic retry of parked events, as a task of its own next to the runner.
+"""The periodic retry of pending events, as a task of its own next to the runner.
 
-A pass (:meth:`consumers.pending.PendingRetry.run_pass`) holds a chunk of rows per
+A pass (:meth:`consumers.pending.retry.PendingRetry.run_pass`) holds a chunk of rows per
 transaction and awaits the database between chunks, so the runner's loop keeps fetching,
 applying and committing while it runs; it never happens inside a batch, and a pass is bounded
 by rows and seconds (``PENDING_PASS_MAX_ROWS``, ``PENDING_PASS_MAX_S``). A pass that stopped
@@ -13,68 +13,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Awaitable, Callable
 
-import asyncpg
-
-from consumers import dlq
 from consumers.classify import Failure, classify
-from consumers.dlq import DeadLetter
 from consumers.observe import observe_pending
-from consumers.pending import Budget, PendingRetry, RetryReport, refresh_gauges
-from consumers.types import Handler
-from core.settings import Settings
-from core.topics import DLQ, topic_name
+from consumers.pending.retry import PendingRetry, RetryReport, refresh_gauges
 
 log = logging.getLogger("consumers.retry")
 
 PassHook = Callable[[], Awaitable[None]]
-DeadLetterSink = Callable[[Sequence[DeadLetter]], Awaitable[None]]
-
-
-def dlq_sink(settings: Settings, producer: Any, timeout_s: float = 10.0) -> DeadLetterSink:
-    """Dead letters of a pass go to the DLQ topic through ``producer``."""
-    topic = topic_name(settings.topic_prefix, DLQ)
-
-    async def publish(letters: Sequence[DeadLetter]) -> None:
-        await asyncio.wait_for(
-            dlq.publish(producer, topic, letters, settings.consumer_group, datetime.now(UTC)),
-            timeout_s,
-        )
-
-    return publish
 
 
 class RetryTask:
     """Runs budgeted retry passes until ``stop`` is set."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        pool: asyncpg.Pool,
-        handlers: Mapping[str, Handler],
-        dead_letters: DeadLetterSink,
-        *,
-        scope: str = "",
-        before_pass: PassHook | None = None,
-    ) -> None:
-        self.settings = settings
-        self.pool = pool
-        self.retry = PendingRetry(
-            pool,
-            handlers,
-            environment=settings.environment,
-            topic_prefix=settings.topic_prefix,
-            dead_letters=dead_letters,
-            scope=scope,
-            max_age_days=settings.pending_max_age_days,
-            backoff_max_s=settings.pending_backoff_max_s,
-        )
-        self.budget = Budget(
-            max_rows=settings.pending_pass_max_rows, max_s=settings.pending_pass_max_s
-        )
+    def __init__(self, retry: PendingRetry, *, before_pass: PassHook | None = None) -> None:
+        self.retry = retry
         self.before_pass = before_pass  # a seam for tests (e.g. a slow pass)
         self.passes = 0
 
@@ -85,17 +39,17 @@ class RetryTask:
                 await asyncio.sleep(0)
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.settings.pending_retry_interval_s)
+                await asyncio.wait_for(stop.wait(), self.retry.policy.interval_s)
 
     async def run_once(self, stop: asyncio.Event | None = None) -> RetryReport | None:
         """One pass; None when an outage postponed it."""
         try:
             if self.before_pass is not None:
                 await self.before_pass()
-            report = await self.retry.run_pass(self.budget, stop=stop)
+            report = await self.retry.run_pass(stop=stop)
             if not report.more:
                 # Once the backlog is drained, not after every pass of a drain.
-                await refresh_gauges(self.pool)
+                await refresh_gauges(self.retry.pool)
         except Exception as exc:
             if classify(exc) is not Failure.RETRYABLE:
                 log.exception("pending retry pass failed")
