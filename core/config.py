@@ -10,7 +10,8 @@ starlette's ``config("KEY", cast=int, default=5)`` is the only place a variable 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -19,6 +20,8 @@ T_co = TypeVar("T_co", covariant=True)
 
 MiB = 1024 * 1024
 _KEY = "setting"
+# Where a doc holds generated tables: <!-- settings: group ... --> ... <!-- /settings -->
+_BLOCK = re.compile(r"(<!-- settings:([a-z ]*)-->\n)(.*?)(<!-- /settings -->)", re.DOTALL)
 
 
 class ConfigError(ValueError):
@@ -191,6 +194,16 @@ def markdown(settings: Iterable[Declaration], groups: Iterable[Group]) -> str:
         table = "\n".join(["| variable | meaning | default |", "|---|---|---|", *rows])
         blocks.append(f"**{group.title}**\n\n{table}")
     return "\n\n".join(blocks)
+
+
+def marked_groups(text: str) -> list[list[str]]:
+    """The groups each generated block of a doc names, in order."""
+    return [m[2].split() for m in _BLOCK.finditer(text)]
+
+
+def fill_tables(text: str, render: Callable[[Sequence[str]], str]) -> str:
+    """``text`` with each generated block holding ``render(its groups)``."""
+    return _BLOCK.sub(lambda m: f"{m[1]}\n{render(m[2].split())}\n\n{m[4]}", text)
 
 
 def _row(setting: Declaration) -> str:

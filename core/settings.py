@@ -3,7 +3,8 @@
 Nothing else in the project reads ``os.environ``: the CLI calls :func:`load` and passes the
 result down. Each field below is the one declaration of its variable (``core.config``): the
 parser, its error messages, :data:`ENV_VARS` and the settings tables of the docs
-(``python -m core.settings --markdown [group ...]``) are derived from it. Secrets are kept out
+(``python -m core.settings --markdown [group ...]``, ``--write FILE ...`` to refill a doc's)
+are derived from it. Secrets are kept out
 of ``repr`` so a logged settings object never leaks them.
 """
 
@@ -27,6 +28,7 @@ from core.config import (
     OptionalText,
     Text,
     declared,
+    fill_tables,
     markdown,
     parse,
 )
@@ -457,6 +459,11 @@ def settings_table(*group_names: str) -> str:
     return markdown(SETTINGS, [by_name[n] for n in group_names] if group_names else GROUPS)
 
 
+def fill_settings_tables(text: str) -> str:
+    """A doc with its generated blocks (``<!-- settings: group ... -->``) refilled."""
+    return fill_tables(text, lambda groups: settings_table(*groups))
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     """Parse a ``KEY=value`` file (the one ``ingester dev`` writes); ``#`` starts a comment."""
     values: dict[str, str] = {}
@@ -515,15 +522,20 @@ def load(env_file: Path | None = DEV_ENV_FILE) -> Settings:
 
 
 def _main(argv: Sequence[str]) -> str:
-    if not argv or argv[0] != "--markdown":
-        raise SystemExit("usage: python -m core.settings --markdown [group ...]")
+    """``--markdown [group ...]``: the tables; ``--write FILE ...``: refill the files' tables."""
     try:
-        return settings_table(*argv[1:])
-    except ConfigError as exc:
+        if argv[:1] == ["--markdown"]:
+            return settings_table(*argv[1:])
+        if argv[:1] == ["--write"] and argv[1:]:
+            for path in map(Path, argv[1:]):
+                path.write_text(fill_settings_tables(path.read_text()))
+            return f"settings tables written to {', '.join(argv[1:])}"
+    except (ConfigError, OSError) as exc:
         raise SystemExit(str(exc)) from None
+    raise SystemExit("usage: python -m core.settings --markdown [group ...] | --write FILE ...")
 
 
 if __name__ == "__main__":
-    # The settings tables of README.md, docs/contract.md §3 and docs/consumers.md
-    # (tests/unit/test_settings_docs.py keeps them equal to the declarations).
+    # README.md, docs/contract.md §3 and docs/consumers.md hold these tables;
+    # tests/unit/test_settings_docs.py keeps them equal to the declarations.
     print(_main(sys.argv[1:]))
