@@ -36,6 +36,8 @@ class Parser(Protocol[T_co]):
 
 @dataclass(frozen=True, slots=True)
 class Flag:
+    """true/false, 1/0, yes/no or on/off, in any case."""
+
     def __call__(self, name: str, raw: str) -> bool:
         value = raw.strip().lower()
         if value in ("1", "true", "yes", "on"):
@@ -164,7 +166,8 @@ class Group:
         secret: bool = False,
         shown: str | None = None,
     ) -> T:
-        """Declare the field that holds ``variable``: use it as the field's default."""
+        """The field that holds ``variable``, assigned in the dataclass body:
+        ``port: int = SERVERS.setting("PORT", Integer(1), 8000, "HTTP port")``."""
         declaration = Declaration(variable, parse, self.name, doc, secret, shown)
         return field(default=default, repr=not secret, metadata={_KEY: declaration})
 
@@ -214,6 +217,7 @@ def _row(setting: Declaration) -> str:
 
 
 def shown_default(setting: Declaration) -> str:
+    """The default column of a setting's row."""
     value = setting.default
     if setting.shown is not None:
         return setting.shown
