@@ -23,7 +23,8 @@ dev: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest
 
-## Whole-system faults (crashes, outages, poison, restarts, replay) against an oracle; ~6 min.
+## Whole-system faults (crashes, outages, poison, restarts, replay) against an oracle; about
+## 4 min on 2 cores (docs/reliability.md).
 ## FAULTS_SEED=<n> replays a run (the seed is printed).
 test-faults: $(STAMP)
 	$(BIN)/pytest tests/faults -s

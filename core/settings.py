@@ -1,24 +1,56 @@
 """Configuration, read from the environment once into one frozen object.
 
 Nothing else in the project reads ``os.environ``: the CLI calls :func:`load` and passes the
-result down. Secrets are kept out of ``repr`` so a logged settings object never leaks them.
+result down. Each field below is the one declaration of its variable (``core.config``): the
+parser, its error messages, :data:`ENV_VARS` and the settings tables of the docs
+(``python -m core.settings --markdown [group ...]``, ``--write FILE ...`` to refill a doc's)
+are derived from it. Secrets are kept out
+of ``repr`` so a logged settings object never leaks them.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from core.config import (
+    Choice,
+    CommaList,
+    Flag,
+    Group,
+    Integer,
+    MiB,
+    Number,
+    OptionalText,
+    Text,
+    declared,
+    fill_tables,
+    markdown,
+    parse,
+)
+from core.config import ConfigError as ConfigError  # raised here too; callers catch it from here
 
 ENVIRONMENTS = ("dev", "production")
 COMPRESSIONS = ("none", "gzip", "lz4", "zstd")
 DEV_ENV_FILE = Path(".dev/stack.env")
 
+SERVERS = Group("servers", "Servers and deployment")
+ENDPOINTS = Group("endpoints", "Endpoints and their secrets")
+INGEST = Group("ingest", "Ingest: limits and timeouts")
+KAFKA = Group("kafka", "Kafka producers and topics")
+CONSUMERS = Group("consumers", "Consumers: group, batches, shutdown, health")
+PENDING = Group("pending", "Consumers: parked events")
+POISON = Group("poison", "Consumers: poison and dead letters")
+BOUNDS = Group("bounds", "Consumers: database and broker bounds")
+RETENTION = Group("retention", "Retention (`ingester inbox prune`)")
+GROUPS = (SERVERS, ENDPOINTS, INGEST, KAFKA, CONSUMERS, PENDING, POISON, BOUNDS, RETENTION)
 
-class ConfigError(ValueError):
-    """A configuration value is missing or malformed; the message names the variable."""
+_SERVER = "embedded in dev/test, required otherwise"
+_ANSWERS_404 = "unset = 404"
 
 
 class MissingSetting(ConfigError):
@@ -31,81 +63,365 @@ class MissingSetting(ConfigError):
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    database_url: str | None = None
-    kafka_bootstrap_servers: str | None = None
-    kafka_idempotent_producer: bool = True
-    topic_prefix: str = ""
-    environment: str = "dev"
+    # Servers and deployment
+    database_url: str | None = SERVERS.setting(
+        "DATABASE_URL", OptionalText(), None, "PostgreSQL DSN", shown=_SERVER
+    )
+    kafka_bootstrap_servers: str | None = SERVERS.setting(
+        "KAFKA_BOOTSTRAP_SERVERS",
+        OptionalText(),
+        None,
+        "the Kafka brokers, a comma list of `host:port`",
+        shown=_SERVER,
+    )
+    topic_prefix: str = SERVERS.setting("TOPIC_PREFIX", Text(), "", "prefix for every topic name")
+    environment: str = SERVERS.setting(
+        "ENVIRONMENT",
+        Choice(ENVIRONMENTS),
+        "dev",
+        "which environment this deployment serves (events for the other one are skipped)",
+    )
+    port: int = SERVERS.setting("PORT", Integer(1), 8000, "HTTP port of `ingester serve`")
+    log_level: str = SERVERS.setting(
+        "LOG_LEVEL",
+        Text("upper"),
+        "INFO",
+        "level of the JSON logs on stderr (ingest logs accepted requests at `DEBUG` only;"
+        " `ingest_requests_total` counts them)",
+    )
+    migrations_dir: str | None = SERVERS.setting(
+        "MIGRATIONS_DIR",
+        OptionalText(),
+        None,
+        "where `ingester migrate` finds `sql/`",
+        shown="`sql/` of the source tree",
+    )
 
-    revenuecat_authorization: str | None = field(default=None, repr=False)
-    revenuecat_webhook_secret: str | None = field(default=None, repr=False)
-    klaviyo_webhook_secret: str | None = field(default=None, repr=False)
-    klaviyo_flow_token: str | None = field(default=None, repr=False)
-    kit_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
-    kit_legacy_token: str | None = field(default=None, repr=False)
-    events_api_key: str | None = field(default=None, repr=False)
+    # Endpoints: one whose secret is unset answers 404
+    revenuecat_authorization: str | None = ENDPOINTS.setting(
+        "REVENUECAT_AUTHORIZATION",
+        OptionalText(),
+        None,
+        "exact expected `Authorization` header value",
+        secret=True,
+        shown=_ANSWERS_404,
+    )
+    revenuecat_webhook_secret: str | None = ENDPOINTS.setting(
+        "REVENUECAT_WEBHOOK_SECRET",
+        OptionalText(),
+        None,
+        "optional HMAC secret (`X-RevenueCat-Webhook-Signature`)",
+        secret=True,
+        shown="unset = HMAC not checked",
+    )
+    klaviyo_webhook_secret: str | None = ENDPOINTS.setting(
+        "KLAVIYO_WEBHOOK_SECRET",
+        OptionalText(),
+        None,
+        "system-webhook signing secret",
+        secret=True,
+        shown=_ANSWERS_404,
+    )
+    klaviyo_flow_token: str | None = ENDPOINTS.setting(
+        "KLAVIYO_FLOW_TOKEN",
+        OptionalText(),
+        None,
+        "token in the flow-webhook path",
+        secret=True,
+        shown=_ANSWERS_404,
+    )
+    kit_webhook_secrets: tuple[str, ...] = ENDPOINTS.setting(
+        "KIT_WEBHOOK_SECRET",
+        CommaList(),
+        (),
+        "Kit signing secret(s), comma separated (rotation)",
+        secret=True,
+        shown=_ANSWERS_404,
+    )
+    kit_legacy_token: str | None = ENDPOINTS.setting(
+        "KIT_LEGACY_TOKEN",
+        OptionalText(),
+        None,
+        "token in the legacy Kit hook path",
+        secret=True,
+        shown="unset = legacy path 404",
+    )
+    events_api_key: str | None = ENDPOINTS.setting(
+        "EVENTS_API_KEY",
+        OptionalText(),
+        None,
+        "bearer key for first-party events",
+        secret=True,
+        shown=_ANSWERS_404,
+    )
+    signature_tolerance_s: int = ENDPOINTS.setting(
+        "SIGNATURE_TOLERANCE_S",
+        Integer(),
+        300,
+        "max clock skew for signed timestamps, either direction",
+    )
 
-    signature_tolerance_s: int = 300
-    max_body_bytes: int = 5 * 1024 * 1024
-    produce_timeout_s: float = 4.0
-    # On shutdown, after the in-flight requests (SHUTDOWN_DEADLINE_S): bounded so that
-    # preStop + drain + flush stays inside the pod's termination grace period.
-    producer_flush_timeout_s: float = 5.0
-    port: int = 8000
-    # Producer: record batch compression; the bytes of records handed to Kafka and not yet
-    # acknowledged beyond which requests wait their turn (then 503 at PRODUCE_TIMEOUT_S); how
-    # long a lone batch waits for more records before it is sent.
-    kafka_compression: str = "none"
-    produce_buffer_bytes: int = 32 * 1024 * 1024
-    produce_linger_ms: float = 2.0
+    # Ingest: what one process takes on at once, and how long it waits for a client
+    max_body_bytes: int = INGEST.setting(
+        "MAX_BODY_BYTES", Integer(1), 5 * MiB, "request body limit; beyond it 413"
+    )
+    max_inflight_bytes: int = INGEST.setting(
+        "MAX_INFLIGHT_BYTES",
+        Integer(1),
+        64 * MiB,
+        "body bytes all requests of one ingest process may hold at once; beyond it 503 +"
+        " `Retry-After` (at least `MAX_BODY_BYTES`)",
+    )
+    max_concurrent_requests: int = INGEST.setting(
+        "MAX_CONCURRENT_REQUESTS",
+        Integer(1),
+        256,
+        "webhook and event requests one ingest process serves at once; beyond it 503 +"
+        " `Retry-After`",
+    )
+    max_header_bytes: int = INGEST.setting(
+        "MAX_HEADER_BYTES",
+        Integer(1024),
+        16 * 1024,
+        "request line + header bytes of one request; beyond it 431 and the connection is closed",
+    )
+    max_headers: int = INGEST.setting(
+        "MAX_HEADERS",
+        Integer(1),
+        100,
+        "header fields of one request; beyond it 431 and the connection is closed",
+    )
+    header_timeout_s: float = INGEST.setting(
+        "HEADER_TIMEOUT_S",
+        Number(positive=True),
+        10.0,
+        "time for a request's line and headers to arrive (from the connection or the"
+        " request's first byte); then 408 and close",
+    )
+    body_timeout_s: float = INGEST.setting(
+        "BODY_TIMEOUT_S",
+        Number(positive=True),
+        30.0,
+        "time for a request's body to arrive after its headers; then 408 and close",
+    )
+    produce_timeout_s: float = INGEST.setting(
+        "PRODUCE_TIMEOUT_S", Number(), 4.0, "how long a request waits for Kafka before 503"
+    )
+    # Bounded so that preStop + drain + flush stays inside the pod's termination grace period.
+    producer_flush_timeout_s: float = INGEST.setting(
+        "PRODUCER_FLUSH_TIMEOUT_S",
+        Number(),
+        5.0,
+        "SIGTERM: after the in-flight requests, how long ingest flushes the producer",
+    )
 
-    # Ingest limits: what one process takes on at once, and how long it waits for a client
-    max_inflight_bytes: int = 64 * 1024 * 1024
-    max_concurrent_requests: int = 256
-    max_header_bytes: int = 16 * 1024
-    max_headers: int = 100
-    header_timeout_s: float = 10.0
-    body_timeout_s: float = 30.0
+    # Kafka producers and topics
+    kafka_idempotent_producer: bool = KAFKA.setting(
+        "KAFKA_IDEMPOTENT_PRODUCER",
+        Flag(),
+        True,
+        "`true`/`false`: whether producers are idempotent (a retried send is written once)",
+        shown="`true` (the embedded broker needs `false`; `make dev` sets it)",
+    )
+    kafka_compression: str = KAFKA.setting(
+        "KAFKA_COMPRESSION",
+        Choice(COMPRESSIONS, lower=True),
+        "none",
+        "record batch compression of every producer (ingest, dead letters, replays)",
+    )
+    produce_buffer_bytes: int = KAFKA.setting(
+        "PRODUCE_BUFFER_BYTES",
+        Integer(1),
+        32 * MiB,
+        "bytes of records handed to Kafka and not yet acknowledged; beyond it requests wait"
+        " their turn (first come, first served), then 503 at `PRODUCE_TIMEOUT_S`",
+    )
+    produce_linger_ms: float = KAFKA.setting(
+        "PRODUCE_LINGER_MS",
+        Number(),
+        2.0,
+        "how long a partition's lone record batch waits for more records when nothing is in flight",
+    )
+    topic_partitions: int = KAFKA.setting(
+        "TOPIC_PARTITIONS", Integer(1), 6, "partitions of each topic `ingester topics create` makes"
+    )
+    topic_replication_factor: int = KAFKA.setting(
+        "TOPIC_REPLICATION_FACTOR",
+        Integer(1),
+        1,
+        "replication factor of each topic `ingester topics create` makes",
+    )
 
-    # Topics
-    topic_partitions: int = 6
-    topic_replication_factor: int = 1
-
-    # Consumers
-    consumer_group: str = "ingester"
-    consumer_batch_max: int = 500
-    consumer_batch_wait_ms: int = 200
-    pending_retry_interval_s: float = 60.0
-    pending_max_age_days: float = 30.0
-    pending_backoff_max_s: float = 6 * 3600.0
-    pending_pass_max_rows: int = 5_000
-    pending_pass_max_s: float = 10.0
-    poison_max_share: float = 0.5
-    shutdown_deadline_s: float = 20.0
-    consumer_metrics_port: int = 9100
+    # Consumers: group, batches, shutdown, health
+    consumer_group: str = CONSUMERS.setting(
+        "CONSUMER_GROUP", Text(), "ingester", "Kafka consumer group of `ingester consume`"
+    )
+    consumer_batch_max: int = CONSUMERS.setting(
+        "CONSUMER_BATCH_MAX", Integer(1), 500, "bounded batch: most records one fetch takes"
+    )
+    consumer_batch_wait_ms: int = CONSUMERS.setting(
+        "CONSUMER_BATCH_WAIT_MS",
+        Integer(),
+        200,
+        "bounded batch: how long a fetch waits for the first record (ms)",
+    )
+    consumer_apply_concurrency: int = CONSUMERS.setting(
+        "CONSUMER_APPLY_CONCURRENCY",
+        Integer(1),
+        4,
+        "transactions one consumer runs at once (one per source of a batch)",
+    )
+    shutdown_deadline_s: float = CONSUMERS.setting(
+        "SHUTDOWN_DEADLINE_S",
+        Number(),
+        20.0,
+        "SIGTERM: time to finish the batch and commit (and, in ingest, the in-flight requests)",
+    )
     # Group membership: how soon a member that died without leaving is replaced.
-    consumer_session_timeout_ms: int = 10_000
-    consumer_heartbeat_interval_ms: int = 3_000
-    dlq_max_replays: int = 3
-    inbox_retention_days: int = 30
-    skipped_retention_days: int = 90
-    dead_letter_retention_days: int = 90
-    db_pool_max: int = 10
-    # Every database and broker call is bounded (docs/consumers.md, "Timeouts").
-    db_command_timeout_s: float = 10.0
-    db_statement_timeout_s: float = 5.0
-    db_lock_timeout_s: float = 2.0
-    db_idle_in_transaction_timeout_s: float = 30.0
-    db_transaction_timeout_s: float = 30.0
-    kafka_io_timeout_s: float = 10.0
-    liveness_stall_s: float = 120.0
-    poison_window_records: int = 1000
-    poison_window_s: float = 300.0
-    poison_min_dead: int = 3
-    consumer_apply_concurrency: int = 4
+    consumer_session_timeout_ms: int = CONSUMERS.setting(
+        "CONSUMER_SESSION_TIMEOUT_MS",
+        Integer(1),
+        10_000,
+        "how soon the group replaces a member that died without leaving (ms)",
+    )
+    consumer_heartbeat_interval_ms: int = CONSUMERS.setting(
+        "CONSUMER_HEARTBEAT_INTERVAL_MS",
+        Integer(1),
+        3_000,
+        "how often a member tells the group it is alive (ms)",
+    )
+    consumer_metrics_port: int = CONSUMERS.setting(
+        "CONSUMER_METRICS_PORT", Integer(), 9100, "consumers' `/healthz` `/readyz` `/metrics`"
+    )
+    liveness_stall_s: float = CONSUMERS.setting(
+        "LIVENESS_STALL_S",
+        Number(),
+        120.0,
+        "the consumers' `/healthz` fails when the loop made no progress for this long while"
+        " work waits (0 = off)",
+    )
 
-    log_level: str = "INFO"
-    migrations_dir: str | None = None
+    # Consumers: parked events
+    pending_retry_interval_s: float = PENDING.setting(
+        "PENDING_RETRY_INTERVAL_S",
+        Number(),
+        60.0,
+        "pause between the consumers' retry passes over parked events (a pass that stopped"
+        " at its budget is followed at once)",
+    )
+    pending_max_age_days: float = PENDING.setting(
+        "PENDING_MAX_AGE_DAYS",
+        Number(),
+        30.0,
+        "parked events still waiting after this leave as skipped (`expired: <reason>`),"
+        " replayable with `pending retry --expired`",
+    )
+    pending_backoff_max_s: float = PENDING.setting(
+        "PENDING_BACKOFF_MAX_S",
+        Number(),
+        6 * 3600.0,
+        "cap of a parked event's exponential backoff (60 s doubling) between retries when no"
+        " wake-up comes",
+        shown="21600 (6 h)",
+    )
+    pending_pass_max_rows: int = PENDING.setting(
+        "PENDING_PASS_MAX_ROWS", Integer(1), 5_000, "budget of one retry pass: rows retried"
+    )
+    pending_pass_max_s: float = PENDING.setting(
+        "PENDING_PASS_MAX_S", Number(), 10.0, "budget of one retry pass: seconds"
+    )
+
+    # Consumers: poison and dead letters
+    poison_max_share: float = POISON.setting(
+        "POISON_MAX_SHARE",
+        Number(positive=True, maximum=1),
+        0.5,
+        "above this share of poison among the records of the rolling window (and at least"
+        " `POISON_MIN_DEAD` of them) the consumer holds instead of draining into the DLQ;"
+        " 1 turns the guard off",
+    )
+    poison_window_records: int = POISON.setting(
+        "POISON_WINDOW_RECORDS",
+        Integer(1),
+        1000,
+        "the flood guard's rolling window: the last N records",
+    )
+    poison_window_s: float = POISON.setting(
+        "POISON_WINDOW_S",
+        Number(),
+        300.0,
+        "the flood guard's rolling window: records no older than this",
+    )
+    poison_min_dead: int = POISON.setting(
+        "POISON_MIN_DEAD",
+        Integer(1),
+        3,
+        "fewest dead letters in the window that can count as a flood",
+    )
+    dlq_max_replays: int = POISON.setting(
+        "DLQ_MAX_REPLAYS", Integer(), 3, "`dlq replay` refuses a record replayed this often"
+    )
+
+    # Every database and broker call is bounded (docs/consumers.md, "Timeouts").
+    db_pool_max: int = BOUNDS.setting("DB_POOL_MAX", Integer(1), 10, "asyncpg pool size")
+    db_command_timeout_s: float = BOUNDS.setting(
+        "DB_COMMAND_TIMEOUT_S",
+        Number(),
+        10.0,
+        "client-side bound on one database call (also the connect timeout)",
+    )
+    db_statement_timeout_s: float = BOUNDS.setting(
+        "DB_STATEMENT_TIMEOUT_S",
+        Number(),
+        5.0,
+        "server `statement_timeout` of the consumers' connections (0 = off)",
+    )
+    db_lock_timeout_s: float = BOUNDS.setting(
+        "DB_LOCK_TIMEOUT_S",
+        Number(),
+        2.0,
+        "server `lock_timeout`: a lock wait longer than this is an outage, retried",
+    )
+    db_idle_in_transaction_timeout_s: float = BOUNDS.setting(
+        "DB_IDLE_IN_TRANSACTION_TIMEOUT_S",
+        Number(),
+        30.0,
+        "server `idle_in_transaction_session_timeout`",
+    )
+    db_transaction_timeout_s: float = BOUNDS.setting(
+        "DB_TRANSACTION_TIMEOUT_S",
+        Number(),
+        30.0,
+        "a consumer transaction still open after this is cut (connection closed) and retried"
+        " as an outage",
+    )
+    kafka_io_timeout_s: float = BOUNDS.setting(
+        "KAFKA_IO_TIMEOUT_S",
+        Number(),
+        10.0,
+        "bound on each consumer fetch, offset commit and dead-letter publish",
+    )
+
+    # Retention
+    inbox_retention_days: int = RETENTION.setting(
+        "INBOX_RETENTION_DAYS",
+        Integer(1),
+        30,
+        "`ingester inbox prune` forgets processed-event ids older than this (by default)",
+    )
+    skipped_retention_days: int = RETENTION.setting(
+        "SKIPPED_RETENTION_DAYS",
+        Integer(1),
+        90,
+        "`ingester inbox prune` deletes skipped (and expired) events older than this",
+    )
+    dead_letter_retention_days: int = RETENTION.setting(
+        "DEAD_LETTER_RETENTION_DAYS",
+        Integer(1),
+        90,
+        "`ingester inbox prune` deletes the local dead-letter log (`ingest_dead_letters`)"
+        " older than this; the DLQ topic keeps its own retention",
+    )
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -121,37 +437,31 @@ class Settings:
         return self.kafka_bootstrap_servers
 
 
-def _bool(name: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+SETTINGS = declared(Settings)
+ENV_VARS = tuple(s.variable for s in SETTINGS)
 
 
-def _int(name: str, raw: str, minimum: int = 0) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
-    return value
+def from_mapping(env: Mapping[str, str]) -> Settings:
+    """Build settings from a mapping of environment variables (unknown keys are ignored)."""
+    settings = Settings(**parse(SETTINGS, env))
+    if settings.max_inflight_bytes < settings.max_body_bytes:
+        # A body the budget can never hold would be answered 503 and retried forever.
+        raise ConfigError("MAX_INFLIGHT_BYTES must be >= MAX_BODY_BYTES")
+    return settings
 
 
-def _float(name: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value < 0:
-        raise ConfigError(f"{name} must be >= 0, got {value}")
-    return value
+def settings_table(*group_names: str) -> str:
+    """The docs' settings tables of the named groups (all groups when none is named)."""
+    by_name = {g.name: g for g in GROUPS}
+    unknown = [n for n in group_names if n not in by_name]
+    if unknown:
+        raise ConfigError(f"unknown settings group {unknown[0]!r}: one of {', '.join(by_name)}")
+    return markdown(SETTINGS, [by_name[n] for n in group_names] if group_names else GROUPS)
 
 
-def _text(raw: str) -> str | None:
-    return raw.strip() or None
+def fill_settings_tables(text: str) -> str:
+    """A doc with its generated blocks (``<!-- settings: group ... -->``) refilled."""
+    return fill_tables(text, lambda groups: settings_table(*groups))
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -164,100 +474,6 @@ def read_env_file(path: Path) -> dict[str, str]:
         key, _, value = line.partition("=")
         values[key.strip().removeprefix("export ").strip()] = value.strip().strip("'\"")
     return values
-
-
-# variable name -> (Settings field, parser)
-_PARSERS: dict[str, tuple[str, Any]] = {
-    "DATABASE_URL": ("database_url", lambda n, v: _text(v)),
-    "KAFKA_BOOTSTRAP_SERVERS": ("kafka_bootstrap_servers", lambda n, v: _text(v)),
-    "KAFKA_IDEMPOTENT_PRODUCER": ("kafka_idempotent_producer", _bool),
-    "TOPIC_PREFIX": ("topic_prefix", lambda n, v: v.strip()),
-    "ENVIRONMENT": ("environment", lambda n, v: v.strip()),
-    "REVENUECAT_AUTHORIZATION": ("revenuecat_authorization", lambda n, v: _text(v)),
-    "REVENUECAT_WEBHOOK_SECRET": ("revenuecat_webhook_secret", lambda n, v: _text(v)),
-    "KLAVIYO_WEBHOOK_SECRET": ("klaviyo_webhook_secret", lambda n, v: _text(v)),
-    "KLAVIYO_FLOW_TOKEN": ("klaviyo_flow_token", lambda n, v: _text(v)),
-    "KIT_WEBHOOK_SECRET": (
-        "kit_webhook_secrets",
-        lambda n, v: tuple(s.strip() for s in v.split(",") if s.strip()),
-    ),
-    "KIT_LEGACY_TOKEN": ("kit_legacy_token", lambda n, v: _text(v)),
-    "EVENTS_API_KEY": ("events_api_key", lambda n, v: _text(v)),
-    "SIGNATURE_TOLERANCE_S": ("signature_tolerance_s", _int),
-    "MAX_BODY_BYTES": ("max_body_bytes", lambda n, v: _int(n, v, 1)),
-    "PRODUCE_TIMEOUT_S": ("produce_timeout_s", _float),
-    "PRODUCER_FLUSH_TIMEOUT_S": ("producer_flush_timeout_s", _float),
-    "PORT": ("port", lambda n, v: _int(n, v, 1)),
-    "MAX_INFLIGHT_BYTES": ("max_inflight_bytes", lambda n, v: _int(n, v, 1)),
-    "MAX_CONCURRENT_REQUESTS": ("max_concurrent_requests", lambda n, v: _int(n, v, 1)),
-    "MAX_HEADER_BYTES": ("max_header_bytes", lambda n, v: _int(n, v, 1024)),
-    "MAX_HEADERS": ("max_headers", lambda n, v: _int(n, v, 1)),
-    "HEADER_TIMEOUT_S": ("header_timeout_s", _float),
-    "BODY_TIMEOUT_S": ("body_timeout_s", _float),
-    "KAFKA_COMPRESSION": ("kafka_compression", lambda n, v: v.strip().lower()),
-    "PRODUCE_BUFFER_BYTES": ("produce_buffer_bytes", lambda n, v: _int(n, v, 1)),
-    "PRODUCE_LINGER_MS": ("produce_linger_ms", _float),
-    "TOPIC_PARTITIONS": ("topic_partitions", lambda n, v: _int(n, v, 1)),
-    "TOPIC_REPLICATION_FACTOR": ("topic_replication_factor", lambda n, v: _int(n, v, 1)),
-    "CONSUMER_GROUP": ("consumer_group", lambda n, v: v.strip()),
-    "CONSUMER_BATCH_MAX": ("consumer_batch_max", lambda n, v: _int(n, v, 1)),
-    "CONSUMER_BATCH_WAIT_MS": ("consumer_batch_wait_ms", _int),
-    "PENDING_RETRY_INTERVAL_S": ("pending_retry_interval_s", _float),
-    "PENDING_MAX_AGE_DAYS": ("pending_max_age_days", _float),
-    "PENDING_BACKOFF_MAX_S": ("pending_backoff_max_s", _float),
-    "PENDING_PASS_MAX_ROWS": ("pending_pass_max_rows", lambda n, v: _int(n, v, 1)),
-    "PENDING_PASS_MAX_S": ("pending_pass_max_s", _float),
-    "POISON_MAX_SHARE": ("poison_max_share", _float),
-    "SHUTDOWN_DEADLINE_S": ("shutdown_deadline_s", _float),
-    "CONSUMER_METRICS_PORT": ("consumer_metrics_port", _int),
-    "CONSUMER_SESSION_TIMEOUT_MS": ("consumer_session_timeout_ms", lambda n, v: _int(n, v, 1)),
-    "CONSUMER_HEARTBEAT_INTERVAL_MS": (
-        "consumer_heartbeat_interval_ms",
-        lambda n, v: _int(n, v, 1),
-    ),
-    "DLQ_MAX_REPLAYS": ("dlq_max_replays", _int),
-    "INBOX_RETENTION_DAYS": ("inbox_retention_days", lambda n, v: _int(n, v, 1)),
-    "SKIPPED_RETENTION_DAYS": ("skipped_retention_days", lambda n, v: _int(n, v, 1)),
-    "DEAD_LETTER_RETENTION_DAYS": ("dead_letter_retention_days", lambda n, v: _int(n, v, 1)),
-    "DB_POOL_MAX": ("db_pool_max", lambda n, v: _int(n, v, 1)),
-    "DB_COMMAND_TIMEOUT_S": ("db_command_timeout_s", _float),
-    "DB_STATEMENT_TIMEOUT_S": ("db_statement_timeout_s", _float),
-    "DB_LOCK_TIMEOUT_S": ("db_lock_timeout_s", _float),
-    "DB_IDLE_IN_TRANSACTION_TIMEOUT_S": ("db_idle_in_transaction_timeout_s", _float),
-    "DB_TRANSACTION_TIMEOUT_S": ("db_transaction_timeout_s", _float),
-    "KAFKA_IO_TIMEOUT_S": ("kafka_io_timeout_s", _float),
-    "LIVENESS_STALL_S": ("liveness_stall_s", _float),
-    "POISON_WINDOW_RECORDS": ("poison_window_records", lambda n, v: _int(n, v, 1)),
-    "POISON_WINDOW_S": ("poison_window_s", _float),
-    "POISON_MIN_DEAD": ("poison_min_dead", lambda n, v: _int(n, v, 1)),
-    "CONSUMER_APPLY_CONCURRENCY": ("consumer_apply_concurrency", lambda n, v: _int(n, v, 1)),
-    "LOG_LEVEL": ("log_level", lambda n, v: v.strip().upper()),
-    "MIGRATIONS_DIR": ("migrations_dir", lambda n, v: _text(v)),
-}
-
-ENV_VARS = tuple(_PARSERS)
-
-
-def from_mapping(env: Mapping[str, str]) -> Settings:
-    """Build settings from a mapping of environment variables (unknown keys are ignored)."""
-    values: dict[str, Any] = {}
-    for name, (attr, parse) in _PARSERS.items():
-        raw = env.get(name)
-        if raw is not None:
-            values[attr] = parse(name, raw)
-    settings = Settings(**values)
-    if settings.environment not in ENVIRONMENTS:
-        raise ConfigError(f"ENVIRONMENT must be one of {', '.join(ENVIRONMENTS)}")
-    if settings.kafka_compression not in COMPRESSIONS:
-        raise ConfigError(f"KAFKA_COMPRESSION must be one of {', '.join(COMPRESSIONS)}")
-    if not 0 < settings.poison_max_share <= 1:
-        raise ConfigError("POISON_MAX_SHARE must be in (0, 1]")
-    if settings.max_inflight_bytes < settings.max_body_bytes:
-        # A body the budget can never hold would be answered 503 and retried forever.
-        raise ConfigError("MAX_INFLIGHT_BYTES must be >= MAX_BODY_BYTES")
-    if settings.header_timeout_s <= 0 or settings.body_timeout_s <= 0:
-        raise ConfigError("HEADER_TIMEOUT_S and BODY_TIMEOUT_S must be > 0")
-    return settings
 
 
 SOURCE_TREE = Path(__file__).resolve().parents[1]
@@ -303,3 +519,23 @@ def load(env_file: Path | None = DEV_ENV_FILE) -> Settings:
         merged.update(read_env_file(env_file))
     merged.update(os.environ)
     return from_mapping(merged)
+
+
+def _main(argv: Sequence[str]) -> str:
+    """``--markdown [group ...]``: the tables; ``--write FILE ...``: refill the files' tables."""
+    try:
+        if argv[:1] == ["--markdown"]:
+            return settings_table(*argv[1:])
+        if argv[:1] == ["--write"] and argv[1:]:
+            for path in map(Path, argv[1:]):
+                path.write_text(fill_settings_tables(path.read_text()))
+            return f"settings tables written to {', '.join(argv[1:])}"
+    except (ConfigError, OSError) as exc:
+        raise SystemExit(str(exc)) from None
+    raise SystemExit("usage: python -m core.settings --markdown [group ...] | --write FILE ...")
+
+
+if __name__ == "__main__":
+    # README.md, docs/contract.md §3 and docs/consumers.md hold these tables;
+    # tests/unit/test_settings_docs.py keeps them equal to the declarations.
+    print(_main(sys.argv[1:]))

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from core.settings import ConfigError, from_mapping, read_env_file
+from core.config import shown_default
+from core.settings import (
+    ENV_VARS,
+    GROUPS,
+    SETTINGS,
+    ConfigError,
+    Settings,
+    from_mapping,
+    read_env_file,
+    settings_table,
+)
 
 
 def test_defaults_match_the_spec() -> None:
@@ -62,6 +76,28 @@ def test_secrets_never_appear_in_repr() -> None:
         pytest.param({"PRODUCE_TIMEOUT_S": "-1"}, ">= 0", id="negative timeout"),
         pytest.param({"KAFKA_COMPRESSION": "snappy"}, "KAFKA_COMPRESSION", id="snappy"),
         pytest.param({"PRODUCE_BUFFER_BYTES": "0"}, ">= 1", id="zero producer buffer"),
+        pytest.param({"PORT": "0"}, "PORT must be >= 1, got 0", id="integer below its minimum"),
+        pytest.param({"MAX_HEADER_BYTES": "1023"}, "must be >= 1024, got 1023", id="header bytes"),
+        pytest.param({"DB_LOCK_TIMEOUT_S": "-2"}, "must be >= 0, got -2.0", id="negative number"),
+        pytest.param({"HEADER_TIMEOUT_S": "0"}, "HEADER_TIMEOUT_S must be > 0", id="zero head"),
+        pytest.param({"BODY_TIMEOUT_S": "0"}, "BODY_TIMEOUT_S must be > 0", id="zero body"),
+        pytest.param({"POISON_MAX_SHARE": "0"}, r"must be in \(0, 1\]", id="share of 0"),
+        pytest.param({"POISON_MAX_SHARE": "1.5"}, r"must be in \(0, 1\]", id="share over 1"),
+        pytest.param(
+            {"ENVIRONMENT": "Production"},
+            "^ENVIRONMENT must be one of dev, production$",
+            id="environment is case-sensitive",
+        ),
+        pytest.param(
+            {"KAFKA_COMPRESSION": "brotli"},
+            "^KAFKA_COMPRESSION must be one of none, gzip, lz4, zstd$",
+            id="unknown codec",
+        ),
+        pytest.param(
+            {"MAX_INFLIGHT_BYTES": "1024"},
+            "^MAX_INFLIGHT_BYTES must be >= MAX_BODY_BYTES$",
+            id="budget below the default body",
+        ),
     ],
 )
 def test_malformed_values_name_the_variable(env: dict[str, str], message: str) -> None:
@@ -80,15 +116,93 @@ def test_env_file_parsing(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw", "expected"),
+    ("env", "field", "expected"),
     [
-        pytest.param(None, "none", id="default"),
-        pytest.param("LZ4", "lz4", id="case-insensitive"),
-        pytest.param(" zstd ", "zstd", id="spaces"),
-        pytest.param("gzip", "gzip", id="gzip"),
+        pytest.param({"POISON_MAX_SHARE": "1"}, "poison_max_share", 1.0, id="share of 1"),
+        pytest.param({"LIVENESS_STALL_S": "0"}, "liveness_stall_s", 0.0, id="zero turns off"),
+        pytest.param({"ENVIRONMENT": " production "}, "environment", "production", id="blanks"),
+        pytest.param({"LOG_LEVEL": " debug"}, "log_level", "DEBUG", id="log level upper"),
+        pytest.param({"DATABASE_URL": "  "}, "database_url", None, id="blank is unset"),
+        pytest.param(
+            {"KAFKA_IDEMPOTENT_PRODUCER": "off"}, "kafka_idempotent_producer", False, id="flag"
+        ),
+        pytest.param({"CONSUMER_BATCH_WAIT_MS": " 0 "}, "consumer_batch_wait_ms", 0, id="int"),
+        pytest.param({"UNKNOWN_VARIABLE": "x"}, "port", 8000, id="unknown keys ignored"),
+        pytest.param({}, "kafka_compression", "none", id="compression default"),
+        pytest.param({"KAFKA_COMPRESSION": "LZ4"}, "kafka_compression", "lz4", id="codec case"),
+        pytest.param(
+            {"KAFKA_COMPRESSION": " zstd "}, "kafka_compression", "zstd", id="codec blanks"
+        ),
+        pytest.param({"KAFKA_COMPRESSION": "gzip"}, "kafka_compression", "gzip", id="gzip"),
     ],
 )
-def test_kafka_compression(raw: str | None, expected: str) -> None:
-    env = {} if raw is None else {"KAFKA_COMPRESSION": raw}
+def test_values_are_parsed(env: dict[str, str], field: str, expected: object) -> None:
+    assert getattr(from_mapping(env), field) == expected
 
-    assert from_mapping(env).kafka_compression == expected
+
+def test_each_field_is_declared_once_with_its_own_variable() -> None:
+    variables = [s.variable for s in SETTINGS]
+
+    assert [s.attribute for s in SETTINGS] == [f.name for f in fields(Settings)]
+    assert len(set(variables)) == len(variables) == len(ENV_VARS)
+    assert all(re.fullmatch(r"[A-Z][A-Z0-9_]+", v) for v in variables)
+    assert all(s.doc and s.group in {g.name for g in GROUPS} for s in SETTINGS)
+
+
+def test_secrets_are_the_fields_kept_out_of_repr() -> None:
+    secret = {s.attribute for s in SETTINGS if s.secret}
+
+    assert secret == {f.name for f in fields(Settings) if not f.repr}
+    assert "kit_webhook_secrets" in secret
+    assert "database_url" not in secret
+
+
+@pytest.mark.parametrize(
+    ("variable", "shown"),
+    [
+        pytest.param("MAX_BODY_BYTES", "5242880 (5 MiB)", id="MiB"),
+        pytest.param("MAX_HEADER_BYTES", "16384", id="bytes"),
+        pytest.param("PRODUCE_TIMEOUT_S", "4", id="whole float"),
+        pytest.param("POISON_MAX_SHARE", "0.5", id="fraction"),
+        pytest.param("TOPIC_PREFIX", "empty", id="empty text"),
+        pytest.param("CONSUMER_GROUP", "`ingester`", id="text"),
+        pytest.param("EVENTS_API_KEY", "unset = 404", id="told"),
+    ],
+)
+def test_defaults_as_the_docs_show_them(variable: str, shown: str) -> None:
+    (setting,) = (s for s in SETTINGS if s.variable == variable)
+
+    assert shown_default(setting) == shown
+
+
+def test_a_table_row_per_variable_of_the_group() -> None:
+    table = settings_table("kafka")
+
+    assert table.startswith("**Kafka producers and topics**\n\n| variable | meaning | default |")
+    assert "| `KAFKA_COMPRESSION` | " in table
+    assert "one of `none`, `gzip`, `lz4`, `zstd` | `none` |" in table
+    assert "DATABASE_URL" not in table
+    assert settings_table() == settings_table(*(g.name for g in GROUPS))
+
+
+def test_an_unknown_group_is_refused() -> None:
+    with pytest.raises(ConfigError, match="unknown settings group 'nope'"):
+        settings_table("nope")
+
+
+def test_the_command_prints_and_refills_the_tables(tmp_path: Path) -> None:
+    doc = tmp_path / "doc.md"
+    doc.write_text("intro\n\n<!-- settings: retention -->\nstale\n<!-- /settings -->\nend\n")
+    command = [sys.executable, "-m", "core.settings"]
+
+    printed = subprocess.run(
+        [*command, "--markdown", "retention"], capture_output=True, text=True, check=True
+    )
+    subprocess.run([*command, "--write", str(doc)], capture_output=True, check=True)
+
+    assert printed.stdout == settings_table("retention") + "\n"
+    assert doc.read_text() == (
+        "intro\n\n<!-- settings: retention -->\n\n"
+        + settings_table("retention")
+        + "\n\n<!-- /settings -->\nend\n"
+    )
