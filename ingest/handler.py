@@ -92,7 +92,7 @@ class Answer:
         await send({"type": "http.response.body", "body": self.body})
 
 
-class Progress:
+class RequestProgress:
     """How far one request got: a refusal before its body was read closes the connection."""
 
     __slots__ = ("body_read",)
@@ -165,7 +165,7 @@ class WebhookHandler:
         params: Mapping[str, str],
         receive: Receive,
         now: float,
-        progress: Progress,
+        progress: RequestProgress,
     ) -> list[Record]:
         """The checks in their order (README, "Limits and the order of checks"): what needs
         no body first, so a refused request costs neither its upload nor memory."""
@@ -217,7 +217,7 @@ class WebhookHandler:
         name = self.endpoint.name
         records: list[Record] = []
         failure: str | None = None
-        progress = Progress()
+        progress = RequestProgress()
         try:
             params = scope.get("path_params", {})
             records = await self._process(headers, params, receive, now, progress)
