@@ -134,9 +134,11 @@ class WebhookHandler:
     A plain ASGI app (Starlette routes to it without building a ``Request`` or a
     ``Response``; :class:`IngestApp` calls it directly for the fixed paths)."""
 
-    def __init__(self, endpoint: Endpoint, runtime: Runtime) -> None:
+    def __init__(self, endpoint: Endpoint[Any], runtime: Runtime) -> None:
         self.endpoint = endpoint
         self.runtime = runtime
+        # The one place an endpoint's configuration is read: None answers every request 404.
+        self._config = endpoint.configured(runtime.settings)
         metrics = runtime.metrics
         self._duration = metrics.request_duration.labels(endpoint.name)
         self._produce_latency = metrics.produce_latency.labels(endpoint.name)
@@ -170,10 +172,10 @@ class WebhookHandler:
         """The checks in their order (README, "Limits and the order of checks"): what needs
         no body first, so a refused request costs neither its upload nor memory."""
         settings = self.runtime.settings
-        endpoint = self.endpoint
-        if not endpoint.enabled(settings):
+        endpoint, config = self.endpoint, self._config
+        if config is None:
             raise NotConfigured("not found")
-        endpoint.authorize(settings, Head(headers, params, now))
+        endpoint.authorize(config, Head(headers, params, now))
         declared = declared_length(headers, settings.max_body_bytes)
         with self.runtime.admission.enter(declared) as ticket:
             raw = await read_limited(
@@ -184,9 +186,9 @@ class WebhookHandler:
             if len(raw) > OFFLOAD_BYTES:
                 # Decoding and validating a multi-megabyte batch takes milliseconds; off the
                 # event loop, concurrent small requests are not held up behind it.
-                records = await asyncio.to_thread(endpoint.accept, settings, incoming)
+                records = await asyncio.to_thread(endpoint.accept, config, incoming)
             else:
-                records = endpoint.accept(settings, incoming)
+                records = endpoint.accept(config, incoming)
             if records:
                 await self._publish(records)
         return records
