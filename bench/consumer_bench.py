@@ -31,7 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench import dataset, naive
 from bench.ingest_bench import start_broker
 from bench.procs import Cleanup, child_env, python, stop_process
-from bench.stats import ratio
+from bench.stats import ratio, rounded
 from contract.records import Record
 from core.devstack import EmbeddedPostgres, TansuBroker, free_port
 from core.kafka import make_producer, send_all
@@ -338,7 +338,7 @@ async def measure(
                 "naive_events_per_s": round(run.events_per_s, 1),
                 "naive_statements": run.statements,
                 "naive_s": round(run.seconds, 3),
-                "batched_over_naive": _round(
+                "batched_over_naive": rounded(
                     ratio(batched[source.name]["events_per_s"], run.events_per_s)
                 ),
             }
@@ -352,20 +352,24 @@ async def measure(
         "figures": {
             "consume_vs_naive_app": by_source["app"]["batched_over_naive"],
             "consume_vs_naive_kit": by_source["kit"]["batched_over_naive"],
-            "consume_vs_copy": _round(ratio(app_rate, copied.events_per_s)),
+            "consume_vs_copy": rounded(ratio(app_rate, copied.events_per_s)),
         },
     }
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
-
-
-def run(cleanup: Cleanup, options: ConsumeOptions, log: Callable[[str], None]) -> dict[str, Any]:
-    workdir = cleanup.temp_dir("bench-consume-")
+def start_servers(
+    cleanup: Cleanup, prefix: str, log: Callable[[str], None]
+) -> tuple[Path, EmbeddedPostgres, TansuBroker]:
+    """A fresh folder (PostgreSQL's data and the consumers' logs), PostgreSQL and Tansu."""
+    workdir = cleanup.temp_dir(prefix)
     postgres = EmbeddedPostgres(workdir / "pgdata")
     cleanup.add("stop PostgreSQL", postgres.stop_sync)
     postgres.start_sync()
     broker = start_broker(cleanup)
     log(f"PostgreSQL on port {postgres.port}, Tansu on {broker.bootstrap}")
+    return workdir, postgres, broker
+
+
+def run(cleanup: Cleanup, options: ConsumeOptions, log: Callable[[str], None]) -> dict[str, Any]:
+    workdir, postgres, broker = start_servers(cleanup, "bench-consume-", log)
     return asyncio.run(measure(cleanup, workdir, postgres, broker, options, log))

@@ -38,7 +38,7 @@ from bench.consumer_bench import CpuMeter, postmaster
 from bench.ingest_bench import start_broker
 from bench.loadgen import ProtocolError, read_response
 from bench.procs import Cleanup, child_env, python, stop_process
-from bench.stats import latency_summary, ratio
+from bench.stats import latency_summary, ratio, rounded
 from contract.records import Record
 from core.devstack import EmbeddedPostgres, TansuBroker, free_port
 from core.kafka import make_producer, send_all
@@ -377,12 +377,8 @@ async def scaling(stack: Stack, options: E2EOptions, log: Callable[[str], None])
         runs.append(run)
     return {
         "runs": runs,
-        "two_over_one": _round(ratio(runs[1]["events_per_s"], runs[0]["events_per_s"])),
+        "two_over_one": rounded(ratio(runs[1]["events_per_s"], runs[0]["events_per_s"])),
     }
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
 
 
 async def measure(stack: Stack, options: E2EOptions, log: Callable[[str], None]) -> dict[str, Any]:

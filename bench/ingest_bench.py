@@ -25,7 +25,7 @@ import psutil
 from bench import loadgen, monitor
 from bench.payloads import SCENARIOS, Request, Scenario, secret_env
 from bench.procs import Cleanup, child_env, python, wait_until
-from bench.stats import ratio
+from bench.stats import ratio, rounded
 from core.devstack import TansuBroker, free_port
 from core.settings import Settings
 from core.topics import create_topics
@@ -197,11 +197,11 @@ def summarise(
         if measured
         else 0.0,
         "latency_ms": result["latency_ms"],
-        "server_cpu_cores": _round(server.cpu_share(start, end)),
-        "loadgen_cpu_cores": _round(result["loadgen_cpu_s"] / (end - start + options.warmup)),
+        "server_cpu_cores": rounded(server.cpu_share(start, end)),
+        "loadgen_cpu_cores": rounded(result["loadgen_cpu_s"] / (end - start + options.warmup)),
         "server_rss_before_mib": round(rss_before / MIB, 1),
         "server_rss_peak_mib": round(rss_peak / MIB, 1),
-        "server_rss_peak_over_before": _round(ratio(rss_peak, rss_before), 3),
+        "server_rss_peak_over_before": rounded(ratio(rss_peak, rss_before), 3),
         "server_rss_kib_per_inflight_request": round(
             (rss_peak - rss_before) / 1024 / options.concurrency, 1
         ),
@@ -210,13 +210,9 @@ def summarise(
     summary["records_per_cpu_s"] = round(summary["records_per_s"] / cores) if cores else None
     summary["requests_per_cpu_s"] = round(summary["requests_per_s"] / cores) if cores else None
     if "broker" in traces:
-        summary["broker_cpu_cores"] = _round(traces["broker"].cpu_share(start, end))
+        summary["broker_cpu_cores"] = rounded(traces["broker"].cpu_share(start, end))
         summary["broker_rss_peak_mib"] = round(traces["broker"].peak_rss / MIB, 1)
     return summary
-
-
-def _round(value: float | None, digits: int = 2) -> float | None:
-    return None if value is None else round(value, digits)
 
 
 def run(cleanup: Cleanup, options: LoadOptions, log: Any) -> dict[str, Any]:
@@ -236,10 +232,10 @@ def run(cleanup: Cleanup, options: LoadOptions, log: Any) -> dict[str, Any]:
     baseline = results[0]["requests_per_s"]
     per_cpu_baseline = results[0]["requests_per_cpu_s"]
     for result in results:
-        result["ratio_to_healthz"] = _round(ratio(result["requests_per_s"], baseline), 3)
+        result["ratio_to_healthz"] = rounded(ratio(result["requests_per_s"], baseline), 3)
         # The same ratio per CPU-second of the server: what a request costs against a
         # /healthz request, whatever share of a core other work left each scenario.
-        result["ratio_to_healthz_per_cpu_s"] = _round(
+        result["ratio_to_healthz_per_cpu_s"] = rounded(
             ratio(result["requests_per_cpu_s"], per_cpu_baseline), 3
         )
     log(
@@ -290,7 +286,7 @@ def producer_baseline(
         result: dict[str, Any] = orjson.loads(output)
         start, end = result["window"]
         cores = traces["producer"].cpu_share(start, end)
-        result["producer_cpu_cores"] = _round(cores)
+        result["producer_cpu_cores"] = rounded(cores)
         # Records per CPU-second: comparable with the server's even when other work on the
         # machine gave the two processes different shares of a core.
         result["records_per_cpu_s"] = round(result["records_per_s"] / cores) if cores else None
@@ -312,10 +308,10 @@ def figures(
     high = slope["latency_ms"][1]
     return {
         "rc_vs_healthz": revenuecat.get("ratio_to_healthz"),
-        "events_vs_producer": _round(
+        "events_vs_producer": rounded(
             ratio(events.get("records_per_s"), producer.get("records_per_s")), 3
         ),
-        "events_p99_over_p50_at_128": _round(ratio(high["p99"], high["p50"]), 2),
+        "events_p99_over_p50_at_128": rounded(ratio(high["p99"], high["p50"]), 2),
         "events_kib_per_inflight": slope["kib_per_extra_inflight_request"],
     }
 

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -36,11 +37,10 @@ from bench.consumer_bench import (
     consume_source,
     database_dsn,
     publish,
+    start_servers,
 )
-from bench.ingest_bench import start_broker
 from bench.procs import Cleanup, child_env
-from bench.report import table
-from bench.stats import ratio
+from bench.stats import ratio, rounded
 from consumers.cli import pending_list
 from consumers.dlq import DeadLetterSink
 from consumers.pending.policy import UNBOUNDED, PendingPolicy
@@ -205,6 +205,7 @@ async def time_pending_list(settings: Settings, runs: int = 3) -> float:
 
 async def measure(
     cleanup: Cleanup,
+    workdir: Path,
     postgres: EmbeddedPostgres,
     bootstrap: str,
     options: ParkedOptions,
@@ -218,7 +219,6 @@ async def measure(
     await create_topics(settings)
     for source in sources:
         await publish(settings, source.records)
-    workdir = cleanup.temp_dir("bench-parked-")
     live: list[dict[str, Any]] = []
     for source in sources:
         # Interleaved rounds, best rate of each: other work on a shared machine only slows a
@@ -246,7 +246,7 @@ async def measure(
                 "source": source.name,
                 "empty_events_per_s": rates[EMPTY],
                 "parked_events_per_s": rates[PARKED],
-                "parked_over_empty": _round(ratio(rates[PARKED], rates[EMPTY])),
+                "parked_over_empty": rounded(ratio(rates[PARKED], rates[EMPTY])),
             }
         )
         log(f"  {source.stream}: {rates[EMPTY]} ev/s empty, {rates[PARKED]} ev/s with parked rows")
@@ -286,33 +286,6 @@ def _second(values: Sequence[int]) -> int:
     return ordered[1] if len(ordered) > 1 else ordered[0]
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
-
-
-def text(result: dict[str, Any]) -> str:
-    live = table(
-        ["source", "empty ev/s", f"{result['parked']:,} parked ev/s", "parked/empty"],
-        [
-            [r["source"], r["empty_events_per_s"], r["parked_events_per_s"], r["parked_over_empty"]]
-            for r in result["live"]
-        ],
-    )
-    passes = table(
-        ["ready rows", "parked rows", "applied", "pass s", "ms per ready row"],
-        [
-            [p["ready"], p["parked"], p["applied"], p["pass_s"], p["ms_per_ready_row"]]
-            for p in result["passes"]
-        ],
-    )
-    return f"{live}\n\n{passes}\npending list: {result['pending_list_s'] * 1000:.0f} ms"
-
-
 def run(cleanup: Cleanup, options: ParkedOptions, log: Callable[[str], None]) -> dict[str, Any]:
-    workdir = cleanup.temp_dir("bench-parked-pg-")
-    postgres = EmbeddedPostgres(workdir / "pgdata")
-    cleanup.add("stop PostgreSQL", postgres.stop_sync)
-    postgres.start_sync()
-    broker = start_broker(cleanup)
-    log(f"PostgreSQL on port {postgres.port}, Tansu on {broker.bootstrap}")
-    return asyncio.run(measure(cleanup, postgres, broker.bootstrap, options, log))
+    workdir, postgres, broker = start_servers(cleanup, "bench-parked-", log)
+    return asyncio.run(measure(cleanup, workdir, postgres, broker.bootstrap, options, log))

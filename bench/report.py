@@ -144,6 +144,24 @@ def consume_table(consume: dict[str, Any]) -> str:
     return text
 
 
+def parked_text(result: dict[str, Any]) -> str:
+    live = table(
+        ["source", "empty ev/s", f"{result['parked']:,} parked ev/s", "parked/empty"],
+        [
+            [r["source"], r["empty_events_per_s"], r["parked_events_per_s"], r["parked_over_empty"]]
+            for r in result["live"]
+        ],
+    )
+    passes = table(
+        ["ready rows", "parked rows", "applied", "pass s", "ms per ready row"],
+        [
+            [p["ready"], p["parked"], p["applied"], p["pass_s"], p["ms_per_ready_row"]]
+            for p in result["passes"]
+        ],
+    )
+    return f"{live}\n\n{passes}\npending list: {result['pending_list_s'] * 1000:.0f} ms"
+
+
 def e2e_text(e2e: dict[str, Any]) -> str:
     lat, scaling = e2e["latency"], e2e["scaling"]
     applied, answered = lat["latency_ms"], lat["http_answer_ms"]
@@ -186,12 +204,10 @@ def render(results: dict[str, Any]) -> str:
             consume_table(results["consume"]),
         ]
     if "parked" in results:
-        from bench.parked_bench import text
-
         parts += [
             "",
             "== parked events (live rate, retry pass, pending list) ==",
-            text(results["parked"]),
+            parked_text(results["parked"]),
         ]
     if "e2e" in results:
         parts += [

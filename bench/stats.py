@@ -1,4 +1,4 @@
-"""Small pure helpers: percentiles and ratios."""
+"""Small pure helpers: percentiles, ratios and rounding."""
 
 from __future__ import annotations
 
@@ -31,3 +31,7 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or not denominator:
         return None
     return numerator / denominator
+
+
+def rounded(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)

@@ -31,13 +31,13 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 
-__all__ = ["Batch", "Lanes"]
+__all__ = ["Lanes", "PartitionBatch"]
 
 log = logging.getLogger("ingest.publisher")
 
 
 @dataclass(slots=True, eq=False)
-class Batch:
+class PartitionBatch:
     """Records bound for one topic-partition, acknowledged together."""
 
     builder: Any  # aiokafka BatchBuilder
@@ -51,8 +51,8 @@ class Batch:
 class _Lane:
     topic: str
     partition: int
-    queue: deque[Batch] = field(default_factory=deque)  # open batch last
-    in_flight: Batch | None = None
+    queue: deque[PartitionBatch] = field(default_factory=deque)  # open batch last
+    in_flight: PartitionBatch | None = None
 
 
 def _consume_outcome(future: asyncio.Future[None]) -> None:
@@ -70,7 +70,7 @@ class Lanes:
     """
 
     def __init__(
-        self, producer: Any, on_done: Callable[[Batch], None], *, linger_s: float = 0.0
+        self, producer: Any, on_done: Callable[[PartitionBatch], None], *, linger_s: float = 0.0
     ) -> None:
         self._producer = producer
         self._linger_s = linger_s
@@ -97,7 +97,9 @@ class Lanes:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    def append(self, topic: str, partition: int, key: bytes, value: bytes, headers: Any) -> Batch:
+    def append(
+        self, topic: str, partition: int, key: bytes, value: bytes, headers: Any
+    ) -> PartitionBatch:
         """Add one record to the open batch of ``topic``/``partition``; return that batch."""
         lane = self._lanes.get((topic, partition))
         if lane is None:
@@ -114,11 +116,11 @@ class Lanes:
         batch.records += 1
         return batch
 
-    def _open(self, lane: _Lane) -> Batch:
+    def _open(self, lane: _Lane) -> PartitionBatch:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.add_done_callback(_consume_outcome)
         loop = asyncio.get_running_loop()
-        batch = Batch(self._producer.create_batch(), done, loop.time())
+        batch = PartitionBatch(self._producer.create_batch(), done, loop.time())
         lane.queue.append(batch)
         self._pending += 1
         self._idle.clear()
@@ -169,7 +171,7 @@ class Lanes:
             return
         acked.add_done_callback(lambda future: self._finish(lane, batch, _error_of(future)))
 
-    def _finish(self, lane: _Lane, batch: Batch, error: BaseException | None) -> None:
+    def _finish(self, lane: _Lane, batch: PartitionBatch, error: BaseException | None) -> None:
         if not batch.done.done():
             if error is None:
                 batch.done.set_result(None)

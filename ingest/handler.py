@@ -92,7 +92,7 @@ class Answer:
         await send({"type": "http.response.body", "body": self.body})
 
 
-class Progress:
+class RequestProgress:
     """How far one request got: a refusal before its body was read closes the connection."""
 
     __slots__ = ("body_read",)
@@ -134,9 +134,11 @@ class WebhookHandler:
     A plain ASGI app (Starlette routes to it without building a ``Request`` or a
     ``Response``; :class:`IngestApp` calls it directly for the fixed paths)."""
 
-    def __init__(self, endpoint: Endpoint, runtime: Runtime) -> None:
+    def __init__(self, endpoint: Endpoint[Any], runtime: Runtime) -> None:
         self.endpoint = endpoint
         self.runtime = runtime
+        # The one place an endpoint's configuration is read: None answers every request 404.
+        self._config = endpoint.configured(runtime.settings)
         metrics = runtime.metrics
         self._duration = metrics.request_duration.labels(endpoint.name)
         self._produce_latency = metrics.produce_latency.labels(endpoint.name)
@@ -165,15 +167,15 @@ class WebhookHandler:
         params: Mapping[str, str],
         receive: Receive,
         now: float,
-        progress: Progress,
+        progress: RequestProgress,
     ) -> list[Record]:
         """The checks in their order (README, "Limits and the order of checks"): what needs
         no body first, so a refused request costs neither its upload nor memory."""
         settings = self.runtime.settings
-        endpoint = self.endpoint
-        if not endpoint.enabled(settings):
+        endpoint, config = self.endpoint, self._config
+        if config is None:
             raise NotConfigured("not found")
-        endpoint.authorize(settings, Head(headers, params, now))
+        endpoint.authorize(config, Head(headers, params, now))
         declared = declared_length(headers, settings.max_body_bytes)
         with self.runtime.admission.enter(declared) as ticket:
             raw = await read_limited(
@@ -184,9 +186,9 @@ class WebhookHandler:
             if len(raw) > OFFLOAD_BYTES:
                 # Decoding and validating a multi-megabyte batch takes milliseconds; off the
                 # event loop, concurrent small requests are not held up behind it.
-                records = await asyncio.to_thread(endpoint.accept, settings, incoming)
+                records = await asyncio.to_thread(endpoint.accept, config, incoming)
             else:
-                records = endpoint.accept(settings, incoming)
+                records = endpoint.accept(config, incoming)
             if records:
                 await self._publish(records)
         return records
@@ -217,7 +219,7 @@ class WebhookHandler:
         name = self.endpoint.name
         records: list[Record] = []
         failure: str | None = None
-        progress = Progress()
+        progress = RequestProgress()
         try:
             params = scope.get("path_params", {})
             records = await self._process(headers, params, receive, now, progress)

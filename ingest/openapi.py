@@ -32,7 +32,7 @@ def _error(description: str) -> dict[str, Any]:
     }
 
 
-def _operation(endpoint: Endpoint) -> dict[str, Any]:
+def _operation(endpoint: Endpoint[Any]) -> dict[str, Any]:
     params = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in re.findall(r"{(\w+)}", endpoint.path)
@@ -61,7 +61,7 @@ def _probe(summary: str) -> dict[str, Any]:
     return {"get": {"summary": summary, "responses": {"200": {"description": "OK"}}}}
 
 
-def document(endpoints: Iterable[Endpoint], version: str) -> dict[str, Any]:
+def document(endpoints: Iterable[Endpoint[Any]], version: str) -> dict[str, Any]:
     paths: dict[str, Any] = {e.path: {"post": _operation(e)} for e in endpoints}
     paths["/healthz"] = _probe("200 while the process runs")
     paths["/readyz"] = _probe("200 while the Kafka producer is connected, else 503")

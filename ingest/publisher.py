@@ -15,7 +15,7 @@ from contract.records import Record
 from contract.topics import topic_name
 from core.kafka import make_producer
 from core.settings import Settings
-from ingest.batches import Batch, Lanes
+from ingest.batches import Lanes, PartitionBatch
 from ingest.budget import ByteBudget
 from ingest.errors import PayloadTooLarge, PublishError, PublishTimeout
 from ingest.partitioning import partition_for
@@ -100,7 +100,7 @@ class KafkaPublisher:
         self._producer = producer
         self._started.set()
 
-    def _batch_done(self, batch: Batch) -> None:
+    def _batch_done(self, batch: PartitionBatch) -> None:
         self._budget.release(batch.size)
 
     async def connect(self, *, max_backoff_s: float = 1.0) -> None:

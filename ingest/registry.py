@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ingest.endpoint import Endpoint
 from ingest.providers import events, kit, kit_legacy, klaviyo, klaviyo_flow, revenuecat
 
-ENDPOINTS: tuple[Endpoint, ...] = (
+ENDPOINTS: tuple[Endpoint[Any], ...] = (
     revenuecat.ENDPOINT,
     klaviyo.ENDPOINT,
     klaviyo_flow.ENDPOINT,

@@ -14,6 +14,7 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 from ingest.errors import (
+    BadCredentials,
     BadSignature,
     FutureTimestamp,
     MalformedHeader,
@@ -42,6 +43,21 @@ def hmac_sha256_hex(secret: str | bytes, message: bytes) -> str:
 def equal(a: str | bytes, b: str | bytes) -> bool:
     """Constant-time equality (the time depends on the lengths only)."""
     return hmac.compare_digest(_bytes(a), _bytes(b))
+
+
+@dataclass(frozen=True, slots=True)
+class Signing:
+    """What a signed request is checked against: its signature may match any of ``secrets``
+    (rotation), and its signed timestamp must lie within ``tolerance_s`` of the arrival."""
+
+    secrets: tuple[str, ...]
+    tolerance_s: float
+
+
+def check_path_token(params: Mapping[str, str], expected: str) -> None:
+    """The ``{token}`` path segment of an unsigned hook equals the configured token."""
+    if not equal(params.get("token", "").encode(), expected.encode()):
+        raise BadCredentials("token does not match")
 
 
 def require_header(headers: Mapping[str, str], name: str) -> str:
@@ -123,19 +139,15 @@ def signed_recently(
 
 
 def verify_timestamped(
-    headers: Mapping[str, str],
-    header: str,
-    raw: bytes,
-    secrets: Iterable[str],
-    *,
-    now: float,
-    tolerance_s: float,
+    headers: Mapping[str, str], header: str, raw: bytes, signing: Signing, *, now: float
 ) -> None:
     """Verify a ``t=...,v1=...`` HMAC-SHA256 header over ``"{t}.{raw}"`` against any secret."""
-    parsed = signed_recently(headers, header, now=now, tolerance_s=tolerance_s)
+    parsed = signed_recently(headers, header, now=now, tolerance_s=signing.tolerance_s)
     message = timestamped_message(parsed.timestamp, raw)
     check_hex_signature(
-        (hmac_sha256_hex(secret, message) for secret in secrets), parsed.signatures, header
+        (hmac_sha256_hex(secret, message) for secret in signing.secrets),
+        parsed.signatures,
+        header,
     )
 
 

@@ -16,10 +16,9 @@ from typing import Any
 from contract.items import InvalidField, parse_fields
 from contract.records import Record, cloudevent, rfc3339
 from contract.topics import SOURCE_APP
-from core.settings import Settings
 from ingest import fields
 from ingest.endpoint import Endpoint, Head, Incoming
-from ingest.errors import BadCredentials, BadRequest, NotConfigured
+from ingest.errors import BadCredentials, BadRequest
 from ingest.verify import equal, header_bytes, require_header
 
 MAX_EVENTS = 500
@@ -37,7 +36,7 @@ def validate_item(item: Any, index: int) -> dict[str, Any]:
         raise BadRequest(f"{where}: {exc.message}") from None
 
 
-def verify(headers: Mapping[str, str], *, api_key: str) -> None:
+def verify(headers: Mapping[str, str], api_key: str) -> None:
     given = require_header(headers, "Authorization")
     scheme, _, key = given.partition(" ")
     if scheme.lower() != "bearer" or not equal(header_bytes(key.strip()), api_key.encode()):
@@ -65,16 +64,12 @@ def build_records(body: dict[str, Any], received_at: str) -> list[Record]:
     ]
 
 
-def authorize(settings: Settings, head: Head) -> None:
-    if settings.events_api_key is None:
-        raise NotConfigured("first-party events are not configured")
-    verify(head.headers, api_key=settings.events_api_key)
+def authorize(api_key: str, head: Head) -> None:
+    verify(head.headers, api_key)
 
 
-def accept(settings: Settings, incoming: Incoming) -> list[Record]:
-    if settings.events_api_key is None:
-        raise NotConfigured("first-party events are not configured")
-    verify(incoming.headers, api_key=settings.events_api_key)
+def accept(api_key: str, incoming: Incoming) -> list[Record]:
+    verify(incoming.headers, api_key)
     # First-party items are held to the table of contract.items: U+0000 is refused, not
     # replaced as in provider bodies.
     body = fields.parse(incoming.raw, nul="reject").body
@@ -87,7 +82,7 @@ ENDPOINT = Endpoint(
     summary="First-party impressions and conversions (1..500), one record each on "
     "ingest.experiments.v1",
     security="Authorization: Bearer <EVENTS_API_KEY>",
-    enabled=lambda s: s.events_api_key is not None,
+    configured=lambda s: s.events_api_key,
     accept=accept,
     authorize=authorize,
     success_status=202,

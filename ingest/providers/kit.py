@@ -7,31 +7,22 @@ so secrets can be rotated without downtime.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from contract import times
 from contract.records import Record, cloudevent
 from contract.topics import SOURCE_KIT
-from core.settings import Settings
 from ingest import fields
-from ingest.endpoint import Endpoint, Head, Incoming
-from ingest.errors import NotConfigured
-from ingest.verify import signed_recently, verify_timestamped
+from ingest.endpoint import Endpoint, Head, Incoming, configured_signing
+from ingest.verify import Signing, signed_recently, verify_timestamped
 
 SIGNATURE_HEADER = "X-Kit-Signature"
 MAX_EVENTS = 100
 
 
-def verify(
-    headers: Mapping[str, str],
-    raw: bytes,
-    *,
-    secrets: Iterable[str],
-    now: float,
-    tolerance_s: float,
-) -> None:
-    verify_timestamped(headers, SIGNATURE_HEADER, raw, secrets, now=now, tolerance_s=tolerance_s)
+def verify(headers: Mapping[str, str], raw: bytes, signing: Signing, *, now: float) -> None:
+    verify_timestamped(headers, SIGNATURE_HEADER, raw, signing, now=now)
 
 
 def subscriber_email(subscriber: Any, path: str) -> str:
@@ -64,23 +55,13 @@ def build_records(body: dict[str, Any], received_at: str) -> list[Record]:
     return records
 
 
-def authorize(settings: Settings, head: Head) -> None:
+def authorize(signing: Signing, head: Head) -> None:
     """The signature header is present, well formed and recent (its HMAC needs the body)."""
-    signed_recently(
-        head.headers, SIGNATURE_HEADER, now=head.now, tolerance_s=settings.signature_tolerance_s
-    )
+    signed_recently(head.headers, SIGNATURE_HEADER, now=head.now, tolerance_s=signing.tolerance_s)
 
 
-def accept(settings: Settings, incoming: Incoming) -> list[Record]:
-    if not settings.kit_webhook_secrets:
-        raise NotConfigured("Kit webhooks are not configured")
-    verify(
-        incoming.headers,
-        incoming.raw,
-        secrets=settings.kit_webhook_secrets,
-        now=incoming.now,
-        tolerance_s=settings.signature_tolerance_s,
-    )
+def accept(signing: Signing, incoming: Incoming) -> list[Record]:
+    verify(incoming.headers, incoming.raw, signing, now=incoming.now)
     return build_records(fields.parse_object(incoming.raw), incoming.received_at)
 
 
@@ -90,7 +71,7 @@ ENDPOINT = Endpoint(
     summary="Kit webhook: a batch of 1..100 events, one record each on ingest.kit.v1",
     security="X-Kit-Signature t=..,v1=..[,v1=..] (HMAC-SHA256 of '{t}.{body}', any "
     "configured KIT_WEBHOOK_SECRET)",
-    enabled=lambda s: bool(s.kit_webhook_secrets),
+    configured=lambda s: configured_signing(s, *s.kit_webhook_secrets),
     accept=accept,
     authorize=authorize,
 )

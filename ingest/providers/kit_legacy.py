@@ -13,20 +13,14 @@ from typing import Any
 
 from contract.records import Record, cloudevent
 from contract.topics import SOURCE_KIT
-from core.settings import Settings
 from ingest import fields
-from ingest.endpoint import Endpoint, Head, Incoming
-from ingest.errors import BadCredentials, BadRequest, NotConfigured
+from ingest.endpoint import Endpoint, Incoming, path_token
+from ingest.errors import BadRequest
 from ingest.providers.kit import subscriber_email
-from ingest.verify import equal
+from ingest.verify import check_path_token
 
 # e.g. subscriber.subscriber_activate, subscriber.tag_add
 _EVENT_NAME = re.compile(r"[a-z0-9_]{1,64}(\.[a-z0-9_]{1,64}){0,3}")
-
-
-def verify(token: str, *, expected: str) -> None:
-    if not equal(token.encode(), expected.encode()):
-        raise BadCredentials("token does not match")
 
 
 def derive_id(event_name: str, subscriber: dict[str, Any], raw: bytes) -> str:
@@ -68,16 +62,8 @@ def build_records(
     ]
 
 
-def authorize(settings: Settings, head: Head) -> None:
-    if settings.kit_legacy_token is None:
-        raise NotConfigured("legacy Kit hooks are not configured")
-    verify(head.params.get("token", ""), expected=settings.kit_legacy_token)
-
-
-def accept(settings: Settings, incoming: Incoming) -> list[Record]:
-    if settings.kit_legacy_token is None:
-        raise NotConfigured("legacy Kit hooks are not configured")
-    verify(incoming.params.get("token", ""), expected=settings.kit_legacy_token)
+def accept(token: str, incoming: Incoming) -> list[Record]:
+    check_path_token(incoming.params, token)
     body = fields.parse_object(incoming.raw)
     return build_records(
         incoming.params.get("event_name", ""), body, incoming.raw, incoming.received_at
@@ -89,7 +75,7 @@ ENDPOINT = Endpoint(
     path="/webhooks/kit/legacy/{token}/{event_name}",
     summary="Legacy Kit hook: one subscriber, published to ingest.kit.v1 with a derived id",
     security="{token} path segment equal to KIT_LEGACY_TOKEN",
-    enabled=lambda s: s.kit_legacy_token is not None,
+    configured=lambda s: s.kit_legacy_token,
     accept=accept,
-    authorize=authorize,
+    authorize=path_token,
 )

@@ -15,11 +15,11 @@ from typing import Any
 from contract import times
 from contract.records import Record, cloudevent
 from contract.topics import SOURCE_KLAVIYO
-from core.settings import Settings
 from ingest import fields
-from ingest.endpoint import Endpoint, Head, Incoming
-from ingest.errors import BadRequest, NotConfigured, WebhookIdMismatch
+from ingest.endpoint import Endpoint, Head, Incoming, configured_signing
+from ingest.errors import BadRequest, WebhookIdMismatch
 from ingest.verify import (
+    Signing,
     check_hex_signature,
     check_timestamp,
     equal,
@@ -53,18 +53,18 @@ def signed_recently(headers: Mapping[str, str], *, now: float, tolerance_s: floa
     return sent
 
 
-def verify(
-    headers: Mapping[str, str], raw: bytes, *, secret: str, now: float, tolerance_s: float
-) -> str:
+def verify(headers: Mapping[str, str], raw: bytes, signing: Signing, *, now: float) -> str:
     """Check the signature and the timestamp; return the ``Klaviyo-Webhook-Id`` header, which
     :func:`check_webhook_id` compares with the body once it is parsed."""
-    sent = signed_recently(headers, now=now, tolerance_s=tolerance_s)
+    sent = signed_recently(headers, now=now, tolerance_s=signing.tolerance_s)
     webhook_id = require_header(headers, WEBHOOK_ID_HEADER)
     given = require_header(headers, SIGNATURE_HEADER)
     # The timestamp is signed exactly as received, so the raw header value is used, not
     # the stripped one.
     exact = headers.get(TIMESTAMP_HEADER.lower(), sent)
-    check_hex_signature((signature(secret, raw, exact),), (given,), SIGNATURE_HEADER)
+    check_hex_signature(
+        (signature(key, raw, exact) for key in signing.secrets), (given,), SIGNATURE_HEADER
+    )
     return webhook_id
 
 
@@ -118,21 +118,13 @@ def build_records(body: dict[str, Any], received_at: str) -> list[Record]:
     return records
 
 
-def authorize(settings: Settings, head: Head) -> None:
+def authorize(signing: Signing, head: Head) -> None:
     """Everything but the signature itself, which covers the body."""
-    signed_recently(head.headers, now=head.now, tolerance_s=settings.signature_tolerance_s)
+    signed_recently(head.headers, now=head.now, tolerance_s=signing.tolerance_s)
 
 
-def accept(settings: Settings, incoming: Incoming) -> list[Record]:
-    if settings.klaviyo_webhook_secret is None:
-        raise NotConfigured("Klaviyo system webhooks are not configured")
-    webhook_id = verify(
-        incoming.headers,
-        incoming.raw,
-        secret=settings.klaviyo_webhook_secret,
-        now=incoming.now,
-        tolerance_s=settings.signature_tolerance_s,
-    )
+def accept(signing: Signing, incoming: Incoming) -> list[Record]:
+    webhook_id = verify(incoming.headers, incoming.raw, signing, now=incoming.now)
     body = fields.parse_object(incoming.raw)
     check_webhook_id(body, webhook_id)
     return build_records(body, incoming.received_at)
@@ -144,7 +136,7 @@ ENDPOINT = Endpoint(
     summary="Klaviyo system webhook: a batch of events, one record each on ingest.klaviyo.v1",
     security="Klaviyo-Signature: hex HMAC-SHA256 of body + Klaviyo-Timestamp; "
     "Klaviyo-Webhook-Id equal to meta.klaviyo_webhook_id",
-    enabled=lambda s: s.klaviyo_webhook_secret is not None,
+    configured=lambda s: configured_signing(s, s.klaviyo_webhook_secret),
     accept=accept,
     authorize=authorize,
 )

@@ -12,18 +12,11 @@ from typing import Any
 from contract import times
 from contract.records import Record, cloudevent
 from contract.topics import SOURCE_KLAVIYO
-from core.settings import Settings
 from ingest import fields
-from ingest.endpoint import Endpoint, Head, Incoming
-from ingest.errors import BadCredentials, NotConfigured
-from ingest.verify import equal
+from ingest.endpoint import Endpoint, Incoming, path_token
+from ingest.verify import check_path_token
 
 EVENT_TYPE = "klaviyo.flow.profile"
-
-
-def verify(token: str, *, expected: str) -> None:
-    if not equal(token.encode(), expected.encode()):
-        raise BadCredentials("token does not match")
 
 
 def build_records(
@@ -48,16 +41,8 @@ def build_records(
     ]
 
 
-def authorize(settings: Settings, head: Head) -> None:
-    if settings.klaviyo_flow_token is None:
-        raise NotConfigured("Klaviyo flow webhooks are not configured")
-    verify(head.params.get("token", ""), expected=settings.klaviyo_flow_token)
-
-
-def accept(settings: Settings, incoming: Incoming) -> list[Record]:
-    if settings.klaviyo_flow_token is None:
-        raise NotConfigured("Klaviyo flow webhooks are not configured")
-    verify(incoming.params.get("token", ""), expected=settings.klaviyo_flow_token)
+def accept(token: str, incoming: Incoming) -> list[Record]:
+    check_path_token(incoming.params, token)
     parsed = fields.parse(incoming.raw)
     return build_records(parsed.body, incoming.received_at, raw=parsed.raw)
 
@@ -67,7 +52,7 @@ ENDPOINT = Endpoint(
     path="/webhooks/klaviyo/flow/{token}",
     summary="Klaviyo flow-webhook action: one profile, published to ingest.klaviyo.v1",
     security="{token} path segment equal to KLAVIYO_FLOW_TOKEN",
-    enabled=lambda s: s.klaviyo_flow_token is not None,
+    configured=lambda s: s.klaviyo_flow_token,
     accept=accept,
-    authorize=authorize,
+    authorize=path_token,
 )

@@ -8,6 +8,7 @@ be an HMAC-SHA256 of ``"{t}.{raw body}"`` within the timestamp tolerance.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from contract import times
@@ -15,9 +16,10 @@ from contract.records import Record, cloudevent
 from contract.topics import SOURCE_REVENUECAT
 from core.settings import Settings
 from ingest import fields
-from ingest.endpoint import Endpoint, Head, Incoming
-from ingest.errors import BadCredentials, BadRequest, NotConfigured
+from ingest.endpoint import Endpoint, Head, Incoming, configured_signing
+from ingest.errors import BadCredentials, BadRequest
 from ingest.verify import (
+    Signing,
     equal,
     header_bytes,
     require_header,
@@ -34,20 +36,25 @@ def check_authorization(headers: Mapping[str, str], *, authorization: str) -> No
         raise BadCredentials("Authorization does not match")
 
 
-def verify(
-    headers: Mapping[str, str],
-    raw: bytes,
-    *,
-    authorization: str,
-    secret: str | None,
-    now: float,
-    tolerance_s: float,
-) -> None:
-    check_authorization(headers, authorization=authorization)
-    if secret is not None:
-        verify_timestamped(
-            headers, SIGNATURE_HEADER, raw, (secret,), now=now, tolerance_s=tolerance_s
-        )
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    authorization: str  # REVENUECAT_AUTHORIZATION
+    signing: Signing | None  # REVENUECAT_WEBHOOK_SECRET, when the HMAC is on
+
+
+def configured(settings: Settings) -> Credentials | None:
+    if settings.revenuecat_authorization is None:
+        return None
+    return Credentials(
+        settings.revenuecat_authorization,
+        configured_signing(settings, settings.revenuecat_webhook_secret),
+    )
+
+
+def verify(headers: Mapping[str, str], raw: bytes, credentials: Credentials, *, now: float) -> None:
+    check_authorization(headers, authorization=credentials.authorization)
+    if credentials.signing is not None:
+        verify_timestamped(headers, SIGNATURE_HEADER, raw, credentials.signing, now=now)
 
 
 def partition_key(event: dict[str, Any]) -> str:
@@ -83,28 +90,20 @@ def build_records(body: dict[str, Any], received_at: str) -> list[Record]:
     ]
 
 
-def authorize(settings: Settings, head: Head) -> None:
+def authorize(credentials: Credentials, head: Head) -> None:
     """``Authorization``, and when HMAC is on, a well-formed recent signature header."""
-    if settings.revenuecat_authorization is None:
-        raise NotConfigured("RevenueCat webhooks are not configured")
-    check_authorization(head.headers, authorization=settings.revenuecat_authorization)
-    if settings.revenuecat_webhook_secret is not None:
+    check_authorization(head.headers, authorization=credentials.authorization)
+    if credentials.signing is not None:
         signed_recently(
-            head.headers, SIGNATURE_HEADER, now=head.now, tolerance_s=settings.signature_tolerance_s
+            head.headers,
+            SIGNATURE_HEADER,
+            now=head.now,
+            tolerance_s=credentials.signing.tolerance_s,
         )
 
 
-def accept(settings: Settings, incoming: Incoming) -> list[Record]:
-    if settings.revenuecat_authorization is None:
-        raise NotConfigured("RevenueCat webhooks are not configured")
-    verify(
-        incoming.headers,
-        incoming.raw,
-        authorization=settings.revenuecat_authorization,
-        secret=settings.revenuecat_webhook_secret,
-        now=incoming.now,
-        tolerance_s=settings.signature_tolerance_s,
-    )
+def accept(credentials: Credentials, incoming: Incoming) -> list[Record]:
+    verify(incoming.headers, incoming.raw, credentials, now=incoming.now)
     return build_records(fields.parse_object(incoming.raw), incoming.received_at)
 
 
@@ -114,7 +113,7 @@ ENDPOINT = Endpoint(
     summary="RevenueCat webhook: one event, published to ingest.revenuecat.v1",
     security="Authorization header equal to REVENUECAT_AUTHORIZATION; optional "
     "X-RevenueCat-Webhook-Signature t=..,v1=.. (HMAC-SHA256 of '{t}.{body}')",
-    enabled=lambda s: s.revenuecat_authorization is not None,
+    configured=configured,
     accept=accept,
     authorize=authorize,
 )

@@ -111,9 +111,11 @@ PARAMS: dict[str, dict[str, str]] = {
 }
 
 
-def accept_or_reject(endpoint: Endpoint, incoming: Incoming) -> list[Record] | IngestError:
+def accept_or_reject(endpoint: Endpoint[Any], incoming: Incoming) -> list[Record] | IngestError:
+    config = endpoint.configured(SETTINGS)
+    assert config is not None
     try:
-        return endpoint.accept(SETTINGS, incoming)
+        return endpoint.accept(config, incoming)
     except IngestError as exc:
         assert 400 <= exc.status < 500
         return exc
@@ -128,7 +130,7 @@ def accept_or_reject(endpoint: Endpoint, incoming: Incoming) -> list[Record] | I
     event_name=st.text(max_size=20),
 )
 def test_any_request_is_accepted_or_rejected_cleanly(
-    endpoint: Endpoint, raw: bytes, headers: dict[str, str], signed: bool, event_name: str
+    endpoint: Endpoint[Any], raw: bytes, headers: dict[str, str], signed: bool, event_name: str
 ) -> None:
     now = time.time()
     if signed:
@@ -261,7 +263,7 @@ def assert_consumable(record: Record) -> None:
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), fragment=hostile, duplicate=st.booleans())
 def test_hostile_signed_bodies_are_accepted_consumably_or_refused(
-    endpoint: Endpoint, data: st.DataObject, fragment: str, duplicate: bool
+    endpoint: Endpoint[Any], data: st.DataObject, fragment: str, duplicate: bool
 ) -> None:
     path = data.draw(st.sampled_from(TEMPLATES[endpoint.name][1]), label="path")
     raw = hostile_body(endpoint.name, path, fragment, duplicate)

@@ -23,7 +23,8 @@ from ingest.errors import (
     VerificationError,
     WebhookIdMismatch,
 )
-from ingest.providers import events, kit, kit_legacy, klaviyo, klaviyo_flow, revenuecat
+from ingest.providers import events, kit, klaviyo, revenuecat
+from ingest.verify import Signing, check_path_token
 
 T = 1700000000
 TOLERANCE = 300
@@ -149,17 +150,10 @@ def test_revenuecat_verify(
     secret: str | None,
     expected: type[VerificationError] | None,
 ) -> None:
-    check(
-        lambda: revenuecat.verify(
-            headers,
-            raw,
-            authorization="Bearer test-rc-auth",
-            secret=secret,
-            now=now,
-            tolerance_s=TOLERANCE,
-        ),
-        expected,
+    credentials = revenuecat.Credentials(
+        "Bearer test-rc-auth", None if secret is None else Signing((secret,), TOLERANCE)
     )
+    check(lambda: revenuecat.verify(headers, raw, credentials, now=now), expected)
 
 
 def kl_headers(**changes: str | None) -> dict[str, str]:
@@ -209,12 +203,8 @@ def kl_headers(**changes: str | None) -> dict[str, str]:
 def test_klaviyo_verify(
     headers: dict[str, str], raw: bytes, now: float, expected: type[VerificationError] | None
 ) -> None:
-    check(
-        lambda: klaviyo.verify(
-            headers, raw, secret="test-klaviyo-secret", now=now, tolerance_s=TOLERANCE
-        ),
-        expected,
-    )
+    secrets = Signing(("test-klaviyo-secret",), TOLERANCE)
+    check(lambda: klaviyo.verify(headers, raw, secrets, now=now), expected)
 
 
 def test_klaviyo_signature_helper_matches_openssl() -> None:
@@ -263,10 +253,7 @@ def test_kit_verify(
     signature: str | None, raw: bytes, now: float, expected: type[VerificationError] | None
 ) -> None:
     headers = {} if signature is None else {"x-kit-signature": signature}
-    check(
-        lambda: kit.verify(headers, raw, secrets=KIT_SECRETS, now=now, tolerance_s=TOLERANCE),
-        expected,
-    )
+    check(lambda: kit.verify(headers, raw, Signing(KIT_SECRETS, TOLERANCE), now=now), expected)
 
 
 def test_kit_rotation_needs_a_configured_secret() -> None:
@@ -274,25 +261,24 @@ def test_kit_rotation_needs_a_configured_secret() -> None:
         kit.verify(
             {"x-kit-signature": f"t={T},v1={KIT_OLD_VECTOR}"},
             KIT_BODY,
-            secrets=("test-kit-new",),
+            Signing(("test-kit-new",), TOLERANCE),
             now=T,
-            tolerance_s=TOLERANCE,
         )
 
 
-@pytest.mark.parametrize("module", [klaviyo_flow, kit_legacy], ids=["flow", "kit legacy"])
 @pytest.mark.parametrize(
-    ("token", "expected"),
+    ("params", "expected"),
     [
-        pytest.param("tok-123", None, id="equal"),
-        pytest.param("tok-124", BadCredentials, id="different"),
-        pytest.param("tok-12", BadCredentials, id="prefix"),
-        pytest.param("", BadCredentials, id="empty"),
+        pytest.param({"token": "tok-123"}, None, id="equal"),
+        pytest.param({"token": "tok-124"}, BadCredentials, id="different"),
+        pytest.param({"token": "tok-12"}, BadCredentials, id="prefix"),
+        pytest.param({"token": ""}, BadCredentials, id="empty"),
+        pytest.param({}, BadCredentials, id="absent"),
     ],
 )
-def test_path_tokens(module: object, token: str, expected: type[VerificationError] | None) -> None:
-    verify = module.verify  # type: ignore[attr-defined]
-    check(lambda: verify(token, expected="tok-123"), expected)
+def test_path_tokens(params: dict[str, str], expected: type[VerificationError] | None) -> None:
+    """The one check of the flow and legacy Kit hooks' ``{token}`` path segment."""
+    check(lambda: check_path_token(params, "tok-123"), expected)
 
 
 @pytest.mark.parametrize(
@@ -308,4 +294,4 @@ def test_path_tokens(module: object, token: str, expected: type[VerificationErro
 )
 def test_events_verify(authorization: str | None, expected: type[VerificationError] | None) -> None:
     headers = {} if authorization is None else {"authorization": authorization}
-    check(lambda: events.verify(headers, api_key="k-1"), expected)
+    check(lambda: events.verify(headers, "k-1"), expected)
