@@ -12,7 +12,6 @@ import logging
 import socket
 import sys
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import NoReturn
 
@@ -24,6 +23,7 @@ from core.settings import (
     load,
     missing_hint,
 )
+from core.version import version
 
 SOURCES = ("revenuecat", "klaviyo", "kit", "experiments")
 SAMPLES = ("revenuecat", "klaviyo", "klaviyo-flow", "kit", "events")
@@ -59,16 +59,9 @@ def _positive(value: str) -> int:
     return number
 
 
-def _version() -> str:
-    try:
-        return metadata.version("webhook-ingester")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ingester", description="Webhook ingester: HTTP -> Kafka -> PostgreSQL.")
-    parser.add_argument("--version", action="version", version=f"ingester {_version()}")
+    parser.add_argument("--version", action="version", version=f"ingester {version()}")
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     verbs.add_parser("serve", help="run the HTTP ingest service on PORT").set_defaults(run=_serve)
