@@ -15,23 +15,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from core.settings import (
-    ConfigError,
-    MissingSetting,
-    Settings,
-    find_dev_env_file,
-    load,
-    missing_hint,
-)
+from core.errors import CommandError
+from core.settings import Settings, find_dev_env_file, load
 from core.version import version
+from ingester.output import explain, fail
 
 SOURCES = ("revenuecat", "klaviyo", "kit", "experiments")
 SAMPLES = ("revenuecat", "klaviyo", "klaviyo-flow", "kit", "events")
 REPORT_FORMATS = ("table", "json", "html")
-
-
-class CommandError(Exception):
-    """A verb failed; the message is the one line printed after ``ingester VERB:``."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -253,14 +244,8 @@ def _verb(args: argparse.Namespace) -> str:
     return " ".join(w for w in (args.verb, getattr(args, "action", None)) if w)
 
 
-def _fail(verb: str, message: str) -> int:
-    print(f"ingester {verb}: {' '.join(message.split())}", file=sys.stderr)
-    return 1
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    verb = _verb(args)
     # `dev` writes the env file itself; reading a stale one would hide the real env.
     env_file: Path | None = None if args.verb == "dev" else find_dev_env_file()
     args.env_file = env_file
@@ -269,18 +254,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verb not in SERVICES:
             _quiet_logs(settings.log_level)
         return dispatch(args, settings)
-    except MissingSetting as exc:
-        return _fail(verb, f"{exc} ({missing_hint(exc.variable, env_file)})")
-    except ConfigError as exc:
-        return _fail(verb, f"configuration error: {exc}")
-    except CommandError as exc:
-        return _fail(verb, str(exc))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        # The last resort, so that even a failure no verb foresaw is one line, not a
-        # traceback; LOG_LEVEL=DEBUG shows the libraries' side of it.
-        return _fail(verb, f"unexpected {type(exc).__name__}: {exc}")
+        message, exit_code = explain(exc, env_file)
+        return fail(_verb(args), message, exit_code)
 
 
 if __name__ == "__main__":

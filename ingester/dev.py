@@ -27,6 +27,7 @@ from types import FrameType
 from core import devstack, migrate
 from core.settings import DEV_ENV_FILE, Settings, load
 from core.topics import create_topics
+from ingester.output import say
 from ingester.supervise import Child, GaveUp, Supervisor, describe_exit
 
 STATE_DIR = DEV_ENV_FILE.parent
@@ -104,7 +105,7 @@ def _write_pids(children: Sequence[Child]) -> None:
 
 
 def _say(message: str) -> None:
-    print(f"ingester dev: {message}", file=sys.stderr, flush=True)
+    say("dev", message)
 
 
 async def _prepare(settings: Settings, *, seed_demo: bool) -> None:
