@@ -18,10 +18,10 @@ from typing import NoReturn
 from core.errors import CommandError
 from core.settings import Settings, find_dev_env_file, load
 from core.version import version
+from ingester import samples
 from ingester.output import explain, fail
 
 SOURCES = ("revenuecat", "klaviyo", "kit", "experiments")
-SAMPLES = ("revenuecat", "klaviyo", "klaviyo-flow", "kit", "events")
 REPORT_FORMATS = ("table", "json", "html")
 
 
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = verbs.add_parser("send-sample", help="post a correctly signed sample webhook")
     sample.set_defaults(run=_send_sample)
-    sample.add_argument("provider", choices=SAMPLES, help="which sample to post")
+    sample.add_argument("provider", choices=samples.PROVIDERS, help="which sample to post")
     sample.add_argument("--url", default=None, help="base URL (default http://127.0.0.1:PORT)")
 
     dlq = verbs.add_parser("dlq", help="dead letters")
@@ -175,10 +175,8 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _send_sample(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.samples import send_sample
-
     url = args.url or f"http://127.0.0.1:{settings.port}"
-    return asyncio.run(send_sample(settings, args.provider, url, env_file=args.env_file))
+    return asyncio.run(samples.send_sample(settings, args.provider, url, env_file=args.env_file))
 
 
 def _dlq_list(args: argparse.Namespace, settings: Settings) -> int:
