@@ -17,11 +17,11 @@ from typing import NoReturn
 
 from core.errors import CommandError
 from core.settings import Settings, find_dev_env_file, load
+from core.topics import STREAMS
 from core.version import version
 from ingester import samples
 from ingester.output import explain, fail
 
-SOURCES = ("revenuecat", "klaviyo", "kit", "experiments")
 REPORT_FORMATS = ("table", "json", "html")
 
 
@@ -32,10 +32,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _only(value: str) -> tuple[str, ...]:
     chosen = tuple(v.strip() for v in value.split(",") if v.strip())
-    unknown = [v for v in chosen if v not in SOURCES]
+    unknown = [v for v in chosen if v not in STREAMS]
     if unknown or not chosen:
         raise argparse.ArgumentTypeError(
-            f"unknown source {', '.join(unknown) or value!r}; choose from {', '.join(SOURCES)}"
+            f"unknown stream {', '.join(unknown) or value!r}; choose from {', '.join(STREAMS)}"
         )
     return chosen
 
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     consume = verbs.add_parser("consume", help="run the consumers")
     consume.set_defaults(run=_consume)
     consume.add_argument(
-        "--only", type=_only, default=(), help="comma list of " + ",".join(SOURCES)
+        "--only", type=_only, default=(), help="comma list of " + ",".join(STREAMS)
     )
     verbs.add_parser("migrate", help="apply pending sql/ migrations").set_defaults(run=_migrate)
 

@@ -16,6 +16,8 @@ import pytest
 
 from core.devstack import free_port
 from core.settings import ENV_VARS, find_dev_env_file
+from core.topics import STREAMS
+from ingester import samples
 from ingester.cli import build_parser
 
 CLOSED = free_port()  # nothing listens there
@@ -56,7 +58,7 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
         pytest.param(["topics"], id="no action"),
         pytest.param(["dev", "--bogus"], id="dev with an unknown option"),
         pytest.param(["serve", "extra"], id="serve with an argument"),
-        pytest.param(["consume", "--only", "nope"], id="unknown source"),
+        pytest.param(["consume", "--only", "nope"], id="unknown stream"),
         pytest.param(["send-sample", "paypal"], id="unknown sample"),
         pytest.param(["dlq", "replay", "--limit", "0"], id="limit below one"),
         pytest.param(["dlq", "list", "--limit", "ten"], id="limit not a number"),
@@ -71,6 +73,20 @@ def test_bad_usage_exits_2_with_one_line(argv: list[str], tmp_path: Path) -> Non
     assert result.returncode == 2
     assert one_line(result).startswith("ingester")
     assert "(see --help)" in result.stderr
+
+
+def test_consume_only_names_the_streams_of_the_registry(tmp_path: Path) -> None:
+    result = run_cli("consume", "--only", "kit,nope", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert f"unknown stream 'nope'; choose from {', '.join(STREAMS)}" in one_line(result)
+
+
+def test_send_sample_offers_every_sample_provider() -> None:
+    (sample,) = (p for name, p in _parsers(build_parser()) if name == "ingester send-sample")
+    (provider,) = (a for a in sample._actions if a.dest == "provider")
+
+    assert tuple(provider.choices or ()) == samples.PROVIDERS
 
 
 @pytest.mark.parametrize(
