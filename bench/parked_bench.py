@@ -41,7 +41,6 @@ from bench.ingest_bench import start_broker
 from bench.procs import Cleanup, child_env
 from bench.report import table
 from bench.stats import ratio
-from consumers.cli import pending_list
 from consumers.dlq import DeadLetter
 from consumers.pending import UNBOUNDED, PendingRetry
 from consumers.registry import build_handlers
@@ -49,6 +48,7 @@ from core.devstack import EmbeddedPostgres
 from core.migrate import default_dir, migrate
 from core.settings import Settings
 from core.topics import create_topics
+from ingester.bookkeeping import pending_list
 
 EMPTY, PARKED = "bench_parked_empty", "bench_parked_full"
 GHOST = "ghost{n}@example.com"  # the email parked row n waits for

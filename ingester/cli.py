@@ -9,13 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from core.errors import CommandError
 from core.settings import Settings, find_dev_env_file, load
 from core.topics import STREAMS
 from core.version import version
@@ -130,26 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _listen(port: int) -> socket.socket:
-    """Bind the HTTP port before the server starts, so a taken port is one clear error."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("0.0.0.0", port))  # noqa: S104 - a container serves on every interface
-    except OSError as exc:
-        sock.close()
-        raise CommandError(f"cannot listen on port {port}: {exc.strerror or exc}") from exc
-    return sock
-
-
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.serve import run
+    from ingester.services import serve
 
-    return run(settings, sockets=[_listen(settings.port)])
+    return serve(settings)
 
 
 def _consume(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.cli import consume
+    from ingester.services import consume
 
     settings.require_database_url()  # missing servers: the one-line hint, before any log
     settings.require_kafka()
@@ -180,31 +166,31 @@ def _send_sample(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dlq_list(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.cli import dlq_list
+    from ingester.dlq import dlq_list
 
     return asyncio.run(dlq_list(settings, args.limit))
 
 
 def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.cli import dlq_replay
+    from ingester.dlq import dlq_replay
 
     return asyncio.run(dlq_replay(settings, args.dry_run, args.limit))
 
 
 def _pending_list(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.cli import pending_list
+    from ingester.bookkeeping import pending_list
 
     return asyncio.run(pending_list(settings))
 
 
 def _pending_retry(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.cli import pending_retry
+    from ingester.bookkeeping import pending_retry
 
     return asyncio.run(pending_retry(settings, expired=args.expired))
 
 
 def _inbox_prune(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.cli import inbox_prune
+    from ingester.bookkeeping import inbox_prune
 
     days = args.older_than_days or settings.inbox_retention_days
     return asyncio.run(inbox_prune(settings, days))

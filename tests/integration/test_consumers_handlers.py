@@ -13,7 +13,6 @@ import orjson
 import pytest
 
 from consumers.apply import Disposition, apply_in_transaction
-from consumers.cli import pending_list, pending_retry
 from consumers.decode import RawRecord, decode
 from consumers.dlq import DeadLetter
 from consumers.pending import PendingRetry
@@ -23,6 +22,7 @@ from contract.records import Record
 from core.settings import Settings
 from core.topics import topic_name
 from ingest.providers import kit, klaviyo, klaviyo_flow, revenuecat
+from ingester.bookkeeping import pending_list, pending_retry
 
 RECEIVED = "2024-06-01T00:00:00.000Z"
 _offsets = iter(range(10**9))

@@ -148,6 +148,18 @@ def test_send_sample_offers_every_sample_provider() -> None:
             id="migrate without a database",
         ),
         pytest.param(
+            ["pending", "retry"],
+            {"DATABASE_URL": ""},
+            "DATABASE_URL is not set (",
+            id="a consumer verb without a database",
+        ),
+        pytest.param(
+            ["dlq", "list"],
+            {"KAFKA_BOOTSTRAP_SERVERS": ""},
+            "KAFKA_BOOTSTRAP_SERVERS is not set (",
+            id="a DLQ verb without a broker",
+        ),
+        pytest.param(
             ["pending", "list"],
             {"PORT": "eighty"},
             "configuration error: PORT must be an integer",
