@@ -258,20 +258,14 @@ class Pruned:
     dead_letters_before: datetime
 
 
-async def prune(
-    settings: Settings,
-    older_than_days: int,
-    *,
-    skipped_days: int | None = None,
-    dead_letter_days: int | None = None,
-) -> Pruned:
+async def prune(settings: Settings, older_than_days: int) -> Pruned:
     """Delete inbox rows older than ``older_than_days``, skipped events older than
     ``SKIPPED_RETENTION_DAYS`` and logged dead letters older than
     ``DEAD_LETTER_RETENTION_DAYS``."""
     now = datetime.now(UTC)
     cutoff = now - timedelta(days=older_than_days)
-    skipped_cutoff = now - timedelta(days=skipped_days or settings.skipped_retention_days)
-    dead_cutoff = now - timedelta(days=dead_letter_days or settings.dead_letter_retention_days)
+    skipped_cutoff = now - timedelta(days=settings.skipped_retention_days)
+    dead_cutoff = now - timedelta(days=settings.dead_letter_retention_days)
     async with _pool(settings) as pool:
         deleted = await prune_inbox(pool, cutoff)
         skipped = await prune_skipped(pool, skipped_cutoff)

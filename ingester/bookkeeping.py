@@ -45,17 +45,9 @@ async def pending_retry(settings: Settings, *, expired: bool = False) -> int:
     return 0
 
 
-async def inbox_prune(
-    settings: Settings,
-    older_than_days: int,
-    *,
-    skipped_days: int | None = None,
-    dead_letter_days: int | None = None,
-) -> int:
+async def inbox_prune(settings: Settings, older_than_days: int) -> int:
     """Prune the inbox, skipped events and the dead-letter log; print how many of each."""
-    done = await prune(
-        settings, older_than_days, skipped_days=skipped_days, dead_letter_days=dead_letter_days
-    )
+    done = await prune(settings, older_than_days)
     print(f"deleted {done.inbox} inbox rows processed before {_at(done.inbox_before)}")
     print(f"deleted {done.skipped} skipped events before {_at(done.skipped_before)}")
     print(

@@ -21,7 +21,7 @@ import orjson
 
 from contract.records import rfc3339
 from core.errors import CommandError
-from core.settings import DEV_ENV_FILE, Settings, missing_hint
+from core.settings import DEV_ENV_FILE, MissingSetting, Settings, missing_hint
 from ingest.providers import klaviyo
 from ingest.verify import sign_timestamped
 
@@ -34,14 +34,6 @@ SAMPLE_REVENUECAT_ID = "u_rc_sample_1"
 SAMPLE_KLAVIYO_PROFILE_ID = "01HSAMPLEPR0F11E000000000A"
 SAMPLE_KLAVIYO_EXTERNAL_ID = "user_sample_1"
 SAMPLE_KIT_SUBSCRIBER_ID = 3141592
-
-
-class NotConfiguredError(Exception):
-    """The secret a sample must be signed with is not configured."""
-
-    def __init__(self, variable: str) -> None:
-        super().__init__(f"{variable} is not set")
-        self.variable = variable
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +50,7 @@ def _now() -> tuple[float, str]:
 
 def _require(value: str | None, variable: str) -> str:
     if not value:
-        raise NotConfiguredError(variable)
+        raise MissingSetting(variable)
     return value
 
 
@@ -162,7 +154,7 @@ def klaviyo_flow_sample(settings: Settings) -> Sample:
 
 def kit_sample(settings: Settings) -> Sample:
     if not settings.kit_webhook_secrets:
-        raise NotConfiguredError("KIT_WEBHOOK_SECRET")
+        raise MissingSetting("KIT_WEBHOOK_SECRET")
     now, now_text = _now()
     event = {
         "id": str(uuid.uuid4()),
@@ -242,7 +234,7 @@ async def send_sample(
         raise CommandError(f"unknown provider {provider!r}; one of {', '.join(PROVIDERS)}")
     try:
         sample = builder(settings)
-    except NotConfiguredError as exc:
+    except MissingSetting as exc:
         hint = missing_hint(exc.variable, env_file)
         raise CommandError(f"cannot sign a {provider} sample: {exc} ({hint})") from exc
     target = url.rstrip("/") + sample.path
