@@ -20,6 +20,8 @@ from core.version import version
 from ingester import samples
 from ingester.output import explain, fail
 
+# ingester.report.FORMATS, repeated so that starting the CLI does not load the database
+# driver; tests/unit/test_cli.py keeps the two equal.
 REPORT_FORMATS = ("table", "json", "html")
 
 

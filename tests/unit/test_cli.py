@@ -19,6 +19,7 @@ from core.settings import ENV_VARS, find_dev_env_file
 from core.topics import STREAMS
 from ingester import samples
 from ingester.cli import build_parser
+from ingester.report import FORMATS
 
 CLOSED = free_port()  # nothing listens there
 CLOSED_DB = f"postgresql://u@127.0.0.1:{CLOSED}/db"
@@ -87,6 +88,15 @@ def test_send_sample_offers_every_sample_provider() -> None:
     (provider,) = (a for a in sample._actions if a.dest == "provider")
 
     assert tuple(provider.choices or ()) == samples.PROVIDERS
+
+
+def test_report_offers_the_formats_the_report_renders() -> None:
+    # The parser keeps its own copy so that starting the CLI does not load the database
+    # driver; this keeps the two equal.
+    (report,) = (p for name, p in _parsers(build_parser()) if name == "ingester experiments report")
+    (fmt,) = (a for a in report._actions if a.dest == "format")
+
+    assert tuple(fmt.choices or ()) == FORMATS
 
 
 @pytest.mark.parametrize(
