@@ -41,7 +41,6 @@ from bench.consumer_bench import (
 )
 from bench.procs import Cleanup, child_env
 from bench.stats import ratio, rounded
-from consumers.cli import pending_list
 from consumers.dlq import DeadLetterSink
 from consumers.pending.policy import UNBOUNDED, PendingPolicy
 from consumers.pending.retry import PendingRetry
@@ -50,6 +49,7 @@ from core.devstack import EmbeddedPostgres
 from core.migrate import default_dir, migrate
 from core.settings import Settings
 from core.topics import create_topics
+from ingester.bookkeeping import pending_list
 
 EMPTY, PARKED = "bench_parked_empty", "bench_parked_full"
 GHOST = "ghost{n}@example.com"  # the email parked row n waits for

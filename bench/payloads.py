@@ -19,8 +19,8 @@ import orjson
 
 from contract.records import rfc3339
 from core.settings import Settings
-from ingest.samples import revenuecat_sample
 from ingest.verify import sign_timestamped
+from ingester.samples import revenuecat_sample
 
 # Secrets of the benchmark's own server; nothing else ever accepts them.
 SECRETS = Settings(

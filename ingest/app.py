@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from importlib import metadata
 from typing import Any
 
 import orjson
@@ -17,6 +16,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from core.settings import Settings
+from core.version import version
 from ingest import openapi
 from ingest.handler import Runtime, WebhookHandler, json_response
 from ingest.metrics import CONTENT_TYPE_LATEST, IngestMetrics
@@ -53,13 +53,6 @@ class IngestApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def _version() -> str:
-    try:
-        return metadata.version("webhook-ingester")
-    except metadata.PackageNotFoundError:
-        return "0"
-
-
 def create_app(
     settings: Settings,
     publisher: Publisher | None = None,
@@ -70,7 +63,7 @@ def create_app(
     outside); otherwise the lifespan connects a :class:`KafkaPublisher` in the background
     (``/readyz`` is 503 until it is up) and flushes and closes it on shutdown."""
     runtime = Runtime(settings, metrics or IngestMetrics.create(), publisher)
-    spec = orjson.dumps(openapi.document(ENDPOINTS, _version()))
+    spec = orjson.dumps(openapi.document(ENDPOINTS, version()))
 
     async def healthz(request: Request) -> Response:
         return json_response(200, {"status": "ok"})

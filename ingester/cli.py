@@ -9,29 +9,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import socket
 import sys
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import NoReturn
 
-from core.settings import (
-    ConfigError,
-    MissingSetting,
-    Settings,
-    find_dev_env_file,
-    load,
-    missing_hint,
-)
+from contract.topics import STREAMS
+from core.settings import Settings, find_dev_env_file, load
+from core.version import version
+from ingester import samples
+from ingester.output import explain, fail
 
-SOURCES = ("revenuecat", "klaviyo", "kit", "experiments")
-SAMPLES = ("revenuecat", "klaviyo", "klaviyo-flow", "kit", "events")
+# ingester.report.FORMATS, repeated so that starting the CLI does not load the database
+# driver; tests/unit/test_cli.py keeps the two equal.
 REPORT_FORMATS = ("table", "json", "html")
-
-
-class CommandError(Exception):
-    """A verb failed; the message is the one line printed after ``ingester VERB:``."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,10 +32,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _only(value: str) -> tuple[str, ...]:
     chosen = tuple(v.strip() for v in value.split(",") if v.strip())
-    unknown = [v for v in chosen if v not in SOURCES]
+    unknown = [v for v in chosen if v not in STREAMS]
     if unknown or not chosen:
         raise argparse.ArgumentTypeError(
-            f"unknown source {', '.join(unknown) or value!r}; choose from {', '.join(SOURCES)}"
+            f"unknown stream {', '.join(unknown) or value!r}; choose from {', '.join(STREAMS)}"
         )
     return chosen
 
@@ -59,23 +50,16 @@ def _positive(value: str) -> int:
     return number
 
 
-def _version() -> str:
-    try:
-        return metadata.version("webhook-ingester")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ingester", description="Webhook ingester: HTTP -> Kafka -> PostgreSQL.")
-    parser.add_argument("--version", action="version", version=f"ingester {_version()}")
+    parser.add_argument("--version", action="version", version=f"ingester {version()}")
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     verbs.add_parser("serve", help="run the HTTP ingest service on PORT").set_defaults(run=_serve)
     consume = verbs.add_parser("consume", help="run the consumers")
     consume.set_defaults(run=_consume)
     consume.add_argument(
-        "--only", type=_only, default=(), help="comma list of " + ",".join(SOURCES)
+        "--only", type=_only, default=(), help="comma list of " + ",".join(STREAMS)
     )
     verbs.add_parser("migrate", help="apply pending sql/ migrations").set_defaults(run=_migrate)
 
@@ -91,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = verbs.add_parser("send-sample", help="post a correctly signed sample webhook")
     sample.set_defaults(run=_send_sample)
-    sample.add_argument("provider", choices=SAMPLES, help="which sample to post")
+    sample.add_argument("provider", choices=samples.PROVIDERS, help="which sample to post")
     sample.add_argument("--url", default=None, help="base URL (default http://127.0.0.1:PORT)")
 
     dlq = verbs.add_parser("dlq", help="dead letters")
@@ -146,26 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _listen(port: int) -> socket.socket:
-    """Bind the HTTP port before the server starts, so a taken port is one clear error."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("0.0.0.0", port))  # noqa: S104 - a container serves on every interface
-    except OSError as exc:
-        sock.close()
-        raise CommandError(f"cannot listen on port {port}: {exc.strerror or exc}") from exc
-    return sock
-
-
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.serve import run
+    from ingester.services import serve
 
-    return run(settings, sockets=[_listen(settings.port)])
+    return serve(settings)
 
 
 def _consume(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.cli import consume
+    from ingester.services import consume
 
     settings.require_database_url()  # missing servers: the one-line hint, before any log
     settings.require_kafka()
@@ -191,38 +163,36 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _send_sample(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.samples import send_sample
-
     url = args.url or f"http://127.0.0.1:{settings.port}"
-    return asyncio.run(send_sample(settings, args.provider, url, env_file=args.env_file))
+    return asyncio.run(samples.send_sample(settings, args.provider, url, env_file=args.env_file))
 
 
 def _dlq_list(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.cli import dlq_list
+    from ingester.dlq import dlq_list
 
     return asyncio.run(dlq_list(settings, args.limit))
 
 
 def _dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.cli import dlq_replay
+    from ingester.dlq import dlq_replay
 
     return asyncio.run(dlq_replay(settings, args.dry_run, args.limit))
 
 
 def _pending_list(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.cli import pending_list
+    from ingester.bookkeeping import pending_list
 
     return asyncio.run(pending_list(settings))
 
 
 def _pending_retry(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.cli import pending_retry
+    from ingester.bookkeeping import pending_retry
 
     return asyncio.run(pending_retry(settings, expired=args.expired))
 
 
 def _inbox_prune(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.cli import inbox_prune
+    from ingester.bookkeeping import inbox_prune
 
     days = args.older_than_days or settings.inbox_retention_days
     return asyncio.run(inbox_prune(settings, days))
@@ -260,14 +230,8 @@ def _verb(args: argparse.Namespace) -> str:
     return " ".join(w for w in (args.verb, getattr(args, "action", None)) if w)
 
 
-def _fail(verb: str, message: str) -> int:
-    print(f"ingester {verb}: {' '.join(message.split())}", file=sys.stderr)
-    return 1
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    verb = _verb(args)
     # `dev` writes the env file itself; reading a stale one would hide the real env.
     env_file: Path | None = None if args.verb == "dev" else find_dev_env_file()
     args.env_file = env_file
@@ -276,18 +240,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verb not in SERVICES:
             _quiet_logs(settings.log_level)
         return dispatch(args, settings)
-    except MissingSetting as exc:
-        return _fail(verb, f"{exc} ({missing_hint(exc.variable, env_file)})")
-    except ConfigError as exc:
-        return _fail(verb, f"configuration error: {exc}")
-    except CommandError as exc:
-        return _fail(verb, str(exc))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        # The last resort, so that even a failure no verb foresaw is one line, not a
-        # traceback; LOG_LEVEL=DEBUG shows the libraries' side of it.
-        return _fail(verb, f"unexpected {type(exc).__name__}: {exc}")
+        message, exit_code = explain(exc, env_file)
+        return fail(_verb(args), message, exit_code)
 
 
 if __name__ == "__main__":

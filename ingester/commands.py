@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import sys
-
 from core import migrate
+from core.errors import CommandError
 from core.settings import Settings
 from core.topics import create_topics
-
-
-def _fail(verb: str, message: str) -> int:
-    print(f"ingester {verb}: {' '.join(message.split())}", file=sys.stderr)
-    return 1
+from ingester.output import named
 
 
 async def migrate_command(settings: Settings) -> int:
+    """Apply the pending migrations; a refused or unreachable database raises
+    :class:`core.migrate.MigrationError` / :class:`core.migrate.DatabaseUnreachable`."""
     dsn = settings.require_database_url()
-    try:
-        applied = await migrate.migrate(dsn, migrate.migrations_dir(settings))
-    except (migrate.MigrationError, migrate.DatabaseUnreachable) as exc:
-        return _fail("migrate", str(exc))
+    applied = await migrate.migrate(dsn, migrate.migrations_dir(settings))
     if applied:
         for migration in applied:
             print(f"applied {migration.name}")
@@ -35,9 +29,7 @@ async def topics_create_command(settings: Settings) -> int:
     try:
         result = await create_topics(settings)
     except (KafkaError, OSError) as exc:
-        name = type(exc).__name__
-        reason = str(exc) if str(exc).startswith(name) else f"{name}: {exc}"
-        return _fail("topics create", f"cannot create topics on {bootstrap}: {reason}")
+        raise CommandError(f"cannot create topics on {bootstrap}: {named(exc)}") from exc
     for topic in result.created:
         print(f"created {topic}")
     for topic in result.existing:

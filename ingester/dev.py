@@ -27,6 +27,8 @@ from types import FrameType
 from core import devstack, migrate
 from core.settings import DEV_ENV_FILE, Settings, load
 from core.topics import create_topics
+from ingester.output import say
+from ingester.samples import PROVIDERS
 from ingester.supervise import Child, GaveUp, Supervisor, describe_exit
 
 STATE_DIR = DEV_ENV_FILE.parent
@@ -104,7 +106,7 @@ def _write_pids(children: Sequence[Child]) -> None:
 
 
 def _say(message: str) -> None:
-    print(f"ingester dev: {message}", file=sys.stderr, flush=True)
+    say("dev", message)
 
 
 async def _prepare(settings: Settings, *, seed_demo: bool) -> None:
@@ -118,7 +120,7 @@ async def _prepare(settings: Settings, *, seed_demo: bool) -> None:
 
 def _banner(settings: Settings, env: dict[str, str]) -> str:
     base = f"http://127.0.0.1:{settings.port}"
-    samples = " | ".join(("revenuecat", "klaviyo", "klaviyo-flow", "kit", "events"))
+    samples = " | ".join(PROVIDERS)
     lines = [
         "",
         "webhook ingester is running (Ctrl-C stops everything)",

@@ -1,14 +1,14 @@
 """Demo rows for the embedded dev database, so every ``ingester send-sample`` has a target.
 
 Only ``ingester dev`` on the embedded PostgreSQL applies this; it is idempotent. The values
-are the sample person of ``ingest.samples`` (one person across all providers).
+are the sample person of ``ingester.samples`` (one person across all providers).
 """
 
 from __future__ import annotations
 
 import asyncpg
 
-from ingest.samples import (
+from ingester.samples import (
     SAMPLE_EMAIL,
     SAMPLE_EXPERIMENT,
     SAMPLE_KLAVIYO_EXTERNAL_ID,

@@ -6,7 +6,8 @@ import sys
 
 import asyncpg
 
-from core.migrate import DatabaseUnreachable, connect
+from core.errors import CommandError
+from core.migrate import connect
 from core.settings import Settings
 from ingester.report.html import render_html
 from ingester.report.query import ExperimentInfo, load
@@ -33,26 +34,19 @@ async def build(conn: asyncpg.Connection, name: str) -> tuple[ExperimentInfo, An
 
 
 async def report(settings: Settings, name: str, fmt: str) -> int:
-    """Print the report of experiment ``name`` to stdout. Exit code: 0 printed, 1 unknown
-    experiment or database unreachable, 2 unknown format; errors are one line on stderr."""
+    """Print the report of experiment ``name`` to stdout and return 0. An unknown format
+    (exit 2), an unknown experiment or a database that cannot be read raise
+    :class:`CommandError`, an unreachable one :class:`core.migrate.DatabaseUnreachable`."""
     if fmt not in FORMATS:
-        return _fail(f"unknown format {fmt!r} (choose {', '.join(FORMATS)})", 2)
-    try:
-        conn = await connect(settings.require_database_url())
-    except DatabaseUnreachable as exc:
-        return _fail(str(exc))
+        raise CommandError(f"unknown format {fmt!r} (choose {', '.join(FORMATS)})", exit_code=2)
+    conn = await connect(settings.require_database_url())
     try:
         built = await build(conn, name)
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-        return _fail(f"cannot read experiment {name!r}: {type(exc).__name__}: {exc}")
+        raise CommandError(f"cannot read experiment {name!r}: {type(exc).__name__}: {exc}") from exc
     finally:
         await conn.close()
     if built is None:
-        return _fail(f"unknown experiment {name!r}")
+        raise CommandError(f"unknown experiment {name!r}")
     sys.stdout.write(format_report(*built, fmt).rstrip("\n") + "\n")
     return 0
-
-
-def _fail(message: str, code: int = 1) -> int:
-    print(f"ingester experiments report: {' '.join(message.split())}", file=sys.stderr)
-    return code

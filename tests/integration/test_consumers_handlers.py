@@ -13,7 +13,6 @@ import orjson
 import pytest
 
 from consumers.apply import Disposition, apply_in_transaction
-from consumers.cli import pending_list, pending_retry
 from consumers.decode import RawRecord, decode
 from consumers.registry import build_handlers
 from consumers.types import Context, Event
@@ -21,6 +20,7 @@ from contract.records import Record
 from contract.topics import topic_name
 from core.settings import Settings
 from ingest.providers import kit, klaviyo, klaviyo_flow, revenuecat
+from ingester.bookkeeping import pending_list, pending_retry
 from tests.support import PENDING, retry_for
 
 RECEIVED = "2024-06-01T00:00:00.000Z"

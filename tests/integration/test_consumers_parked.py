@@ -15,13 +15,13 @@ import pytest
 from aiokafka import TopicPartition
 from prometheus_client import REGISTRY
 
-from consumers.cli import pending_list, pending_retry
 from consumers.pending.policy import PendingPolicy
 from consumers.pending.retry import PendingRetry
 from consumers.pending.task import RetryTask
 from consumers.registry import build_handlers
 from contract.records import Record
 from core.settings import Settings
+from ingester.bookkeeping import pending_list, pending_retry
 from tests.integration.experiments_helpers import create_experiment, create_profile, item, records
 from tests.integration.test_consumers_handlers import (
     apply,

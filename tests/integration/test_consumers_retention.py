@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from consumers.cli import inbox_prune
 from consumers.retention import prune_dead_letters, prune_inbox, prune_skipped
 from core.settings import Settings
+from ingester.bookkeeping import inbox_prune
 
 
 async def test_prune_deletes_only_rows_older_than_the_cutoff(pool: asyncpg.Pool) -> None:

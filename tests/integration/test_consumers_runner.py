@@ -23,7 +23,6 @@ from prometheus_client import REGISTRY
 
 from consumers import dlq
 from consumers.backoff import Backoff
-from consumers.cli import consume, dlq_list, dlq_replay
 from consumers.decode import RawRecord
 from consumers.dlq import DeadLetterSink
 from consumers.registry import build_handlers, topics_for
@@ -35,6 +34,8 @@ from contract.topics import DLQ, topic_name
 from core.kafka import make_consumer, make_producer
 from core.settings import Settings
 from ingest.providers import kit, klaviyo_flow, revenuecat
+from ingester.dlq import dlq_list, dlq_replay
+from ingester.services import consume
 from tests.support import publish, read_records
 
 RECEIVED = "2024-06-01T00:00:00.000Z"

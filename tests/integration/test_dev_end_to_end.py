@@ -27,7 +27,7 @@ import pytest
 
 from core.devstack import EmbeddedPostgres, free_port, remove_dir
 from core.settings import read_env_file
-from ingest.samples import SAMPLE_EXPERIMENT, SAMPLE_USER_ID, SAMPLE_VARIANT
+from ingester.samples import SAMPLE_EXPERIMENT, SAMPLE_USER_ID, SAMPLE_VARIANT
 
 pytestmark = pytest.mark.slow
 

@@ -8,11 +8,12 @@ import asyncio
 import pytest
 
 from consumers import dlq
-from consumers.cli import list_dead_letters, replay_dead_letters
+from consumers.operations import DlqPass
 from consumers.topic_reader import CHUNK_RECORDS
 from contract.topics import DLQ, topic_name
 from core.kafka import make_producer
 from core.settings import Settings
+from ingester.dlq import dlq_list, dlq_replay
 from tests.conftest import SessionStack, make_settings
 
 DEAD_LETTERS = 100_000
@@ -67,7 +68,8 @@ async def test_dlq_list_limit_reads_one_chunk_of_a_large_dlq(
 ) -> None:
     await _fill_dlq(broker_settings, DEAD_LETTERS)
 
-    listed = await list_dead_letters(broker_settings, limit=10)
+    listed = DlqPass()
+    assert await dlq_list(broker_settings, limit=10, done=listed) == 0
 
     lines = capsys.readouterr().out.splitlines()
     assert listed.shown == 10
@@ -77,7 +79,8 @@ async def test_dlq_list_limit_reads_one_chunk_of_a_large_dlq(
     assert all("DecodeError" in line for line in lines[1:11])
     assert lines[11].startswith("first 10 dead letter(s)")
 
-    replayed = await replay_dead_letters(broker_settings, dry_run=True, limit=25)
+    replayed = DlqPass()
+    assert await dlq_replay(broker_settings, dry_run=True, limit=25, done=replayed) == 0
 
     out = capsys.readouterr().out.splitlines()
     assert replayed.shown == 25 and replayed.refused == 0

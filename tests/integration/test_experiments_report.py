@@ -19,6 +19,7 @@ import asyncpg
 import orjson
 import pytest
 
+from core.errors import CommandError
 from core.settings import Settings
 from ingester.report import report
 from tests.integration.experiments_helpers import at, create_experiment
@@ -133,11 +134,18 @@ async def test_table_and_html_formats(
     assert "12.00%" in html and "15.00%" in html
 
 
-async def test_unknown_experiment_is_one_line_on_stderr(
+async def test_unknown_experiment_raises_and_prints_nothing(
     database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = await report(Settings(database_url=database_url), "missing", "table")
-    captured = capsys.readouterr()
-    assert code == 1
-    assert captured.out == ""
-    assert captured.err.strip().count("\n") == 0 and "missing" in captured.err
+    with pytest.raises(CommandError, match=r"^unknown experiment 'missing'$") as raised:
+        await report(Settings(database_url=database_url), "missing", "table")
+
+    assert raised.value.exit_code == 1
+    assert capsys.readouterr().out == ""
+
+
+async def test_unknown_format_is_bad_usage() -> None:
+    with pytest.raises(CommandError, match="unknown format 'pdf'") as raised:
+        await report(Settings(), "checkout", "pdf")
+
+    assert raised.value.exit_code == 2

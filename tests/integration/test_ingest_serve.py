@@ -16,8 +16,9 @@ import pytest
 
 from contract.topics import topic_name
 from core.devstack import free_port
+from core.errors import CommandError
 from core.settings import Settings
-from ingest import samples
+from ingester import samples
 from tests.conftest import SessionStack, make_settings
 from tests.integration import ingest_harness as h
 from tests.support import read_records
@@ -193,11 +194,11 @@ async def test_send_sample_failures(
     ingest: str, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     unsigned = settings.with_overrides(kit_webhook_secrets=())
-    assert await samples.send_sample(unsigned, "kit", ingest) == 1
-    assert "KIT_WEBHOOK_SECRET" in capsys.readouterr().err
+    with pytest.raises(CommandError, match="KIT_WEBHOOK_SECRET"):
+        await samples.send_sample(unsigned, "kit", ingest)
 
-    assert await samples.send_sample(settings, "events", f"http://127.0.0.1:{free_port()}") == 1
-    assert capsys.readouterr().err.startswith("ingester send-sample: cannot reach")
+    with pytest.raises(CommandError, match=r"^cannot reach "):
+        await samples.send_sample(settings, "events", f"http://127.0.0.1:{free_port()}")
 
     wrong = settings.with_overrides(events_api_key="not-the-key")
     assert await samples.send_sample(wrong, "events", ingest) == 1

@@ -14,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from contract.topics import STREAMS
 from core.devstack import free_port
 from core.settings import ENV_VARS, find_dev_env_file
+from ingester import samples
 from ingester.cli import build_parser
+from ingester.report import FORMATS
 
 CLOSED = free_port()  # nothing listens there
 CLOSED_DB = f"postgresql://u@127.0.0.1:{CLOSED}/db"
@@ -56,7 +59,7 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
         pytest.param(["topics"], id="no action"),
         pytest.param(["dev", "--bogus"], id="dev with an unknown option"),
         pytest.param(["serve", "extra"], id="serve with an argument"),
-        pytest.param(["consume", "--only", "nope"], id="unknown source"),
+        pytest.param(["consume", "--only", "nope"], id="unknown stream"),
         pytest.param(["send-sample", "paypal"], id="unknown sample"),
         pytest.param(["dlq", "replay", "--limit", "0"], id="limit below one"),
         pytest.param(["dlq", "list", "--limit", "ten"], id="limit not a number"),
@@ -71,6 +74,29 @@ def test_bad_usage_exits_2_with_one_line(argv: list[str], tmp_path: Path) -> Non
     assert result.returncode == 2
     assert one_line(result).startswith("ingester")
     assert "(see --help)" in result.stderr
+
+
+def test_consume_only_names_the_streams_of_the_registry(tmp_path: Path) -> None:
+    result = run_cli("consume", "--only", "kit,nope", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert f"unknown stream 'nope'; choose from {', '.join(STREAMS)}" in one_line(result)
+
+
+def test_send_sample_offers_every_sample_provider() -> None:
+    (sample,) = (p for name, p in _parsers(build_parser()) if name == "ingester send-sample")
+    (provider,) = (a for a in sample._actions if a.dest == "provider")
+
+    assert tuple(provider.choices or ()) == samples.PROVIDERS
+
+
+def test_report_offers_the_formats_the_report_renders() -> None:
+    # The parser keeps its own copy so that starting the CLI does not load the database
+    # driver; this keeps the two equal.
+    (report,) = (p for name, p in _parsers(build_parser()) if name == "ingester experiments report")
+    (fmt,) = (a for a in report._actions if a.dest == "format")
+
+    assert tuple(fmt.choices or ()) == FORMATS
 
 
 @pytest.mark.parametrize(
@@ -130,6 +156,18 @@ def test_bad_usage_exits_2_with_one_line(argv: list[str], tmp_path: Path) -> Non
             {"DATABASE_URL": ""},
             "DATABASE_URL is not set",
             id="migrate without a database",
+        ),
+        pytest.param(
+            ["pending", "retry"],
+            {"DATABASE_URL": ""},
+            "DATABASE_URL is not set (",
+            id="a consumer verb without a database",
+        ),
+        pytest.param(
+            ["dlq", "list"],
+            {"KAFKA_BOOTSTRAP_SERVERS": ""},
+            "KAFKA_BOOTSTRAP_SERVERS is not set (",
+            id="a DLQ verb without a broker",
         ),
         pytest.param(
             ["pending", "list"],

@@ -7,8 +7,8 @@ from pathlib import Path
 import yaml
 
 from contract.topics import STREAMS, topic_name
-from ingest import samples
 from ingest.registry import ENDPOINTS
+from ingester import samples
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

@@ -24,10 +24,10 @@ from contract.headers import CE_SOURCE
 from contract.records import Record
 from contract.topics import DLQ, STREAM_OF_SOURCE, STREAMS, topic_name
 from core.settings import Settings, from_mapping
-from ingest import samples
 from ingest.clock import received_at
 from ingest.endpoint import Endpoint, Incoming
 from ingest.registry import ENDPOINTS
+from ingester import samples
 from ingester.dev import DEV_SECRETS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,7 +114,7 @@ def test_every_endpoint_publishes_its_request_to_a_known_stream() -> None:
             sources.add(source)
         reached.add(endpoint.name)
     missing = {e.name for e in ENDPOINTS} - reached
-    assert not missing, f"no sample in ingest/samples.py posts to {missing}"
+    assert not missing, f"no sample in ingester/samples.py posts to {missing}"
     assert sources == set(STREAM_OF_SOURCE), "every source needs a sample"
 
 

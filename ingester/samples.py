@@ -8,7 +8,6 @@ id ``user_sample_1``.
 
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -18,11 +17,11 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 
 from contract.records import rfc3339
-from core.settings import DEV_ENV_FILE, Settings, missing_hint
+from core.errors import CommandError
+from core.settings import DEV_ENV_FILE, MissingSetting, Settings, missing_hint
 from ingest.providers import klaviyo
 from ingest.verify import sign_timestamped
 
@@ -35,15 +34,6 @@ SAMPLE_REVENUECAT_ID = "u_rc_sample_1"
 SAMPLE_KLAVIYO_PROFILE_ID = "01HSAMPLEPR0F11E000000000A"
 SAMPLE_KLAVIYO_EXTERNAL_ID = "user_sample_1"
 SAMPLE_KIT_SUBSCRIBER_ID = 3141592
-PROVIDERS = ("revenuecat", "klaviyo", "klaviyo-flow", "kit", "events")
-
-
-class NotConfiguredError(Exception):
-    """The secret a sample must be signed with is not configured."""
-
-    def __init__(self, variable: str) -> None:
-        super().__init__(f"{variable} is not set")
-        self.variable = variable
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +50,7 @@ def _now() -> tuple[float, str]:
 
 def _require(value: str | None, variable: str) -> str:
     if not value:
-        raise NotConfiguredError(variable)
+        raise MissingSetting(variable)
     return value
 
 
@@ -164,7 +154,7 @@ def klaviyo_flow_sample(settings: Settings) -> Sample:
 
 def kit_sample(settings: Settings) -> Sample:
     if not settings.kit_webhook_secrets:
-        raise NotConfiguredError("KIT_WEBHOOK_SECRET")
+        raise MissingSetting("KIT_WEBHOOK_SECRET")
     now, now_text = _now()
     event = {
         "id": str(uuid.uuid4()),
@@ -228,24 +218,25 @@ BUILDERS: dict[str, Callable[[Settings], Sample]] = {
 }
 
 
-def _fail(message: str) -> int:
-    print(f"ingester send-sample: {message}", file=sys.stderr)
-    return 1
+PROVIDERS = tuple(BUILDERS)
 
 
 async def send_sample(
     settings: Settings, provider: str, url: str, *, env_file: Path | None = DEV_ENV_FILE
 ) -> int:
-    """Post one sample; print ``<status> <response body>``; 0 on 2xx, else 1 with one line
-    on stderr. ``env_file`` is where the dev secrets were looked for (named in the hint)."""
+    """Post one sample; print ``<status> <response body>``; 0 on 2xx, else 1. A sample that
+    cannot be signed or sent raises :class:`CommandError`. ``env_file`` is where the dev
+    secrets were looked for (named in the hint)."""
+    import httpx  # only this verb needs the HTTP client
+
     builder = BUILDERS.get(provider)
     if builder is None:
-        return _fail(f"unknown provider {provider!r}; one of {', '.join(PROVIDERS)}")
+        raise CommandError(f"unknown provider {provider!r}; one of {', '.join(PROVIDERS)}")
     try:
         sample = builder(settings)
-    except NotConfiguredError as exc:
+    except MissingSetting as exc:
         hint = missing_hint(exc.variable, env_file)
-        return _fail(f"cannot sign a {provider} sample: {exc} ({hint})")
+        raise CommandError(f"cannot sign a {provider} sample: {exc} ({hint})") from exc
     target = url.rstrip("/") + sample.path
     headers = {"Content-Type": "application/json", **sample.headers}
     try:
@@ -253,6 +244,6 @@ async def send_sample(
             response = await client.post(target, content=sample.body, headers=headers)
     except httpx.HTTPError as exc:
         shown = url.rstrip("/") + sample.path.split("/flow/")[0]
-        return _fail(f"cannot reach {shown}: {type(exc).__name__}: {' '.join(str(exc).split())}")
+        raise CommandError(f"cannot reach {shown}: {type(exc).__name__}: {exc}") from exc
     print(f"{response.status_code} {' '.join(response.text.split())}")
     return 0 if 200 <= response.status_code < 300 else 1
