@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv dev test test-faults lint typecheck format bench clean
+.PHONY: venv dev test test-faults lint typecheck format docs bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=python3.11)")'
@@ -40,6 +40,10 @@ typecheck: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+## Refill the settings tables of README.md, docs/contract.md and docs/consumers.md.
+docs: $(STAMP)
+	$(BIN)/python -m ingester.settings_tables --write README.md docs/contract.md docs/consumers.md
 
 ## Throughput and memory benchmarks (prints ratios measured in one run).
 bench: $(STAMP)

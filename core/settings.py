@@ -3,7 +3,8 @@
 Nothing else in the project reads ``os.environ``: the CLI calls :func:`load` and passes the
 result down. Each field below is the one declaration of its variable (``core.config``): the
 parser, its error messages, :data:`ENV_VARS` and the settings tables of the docs
-(``python -m core.settings --markdown [group ...]``, ``--write FILE ...`` to refill a doc's)
+(``python -m ingester.settings_tables --markdown [group ...]``, ``--write FILE ...`` to refill
+a doc's; ``make docs`` refills them all)
 are derived from it. Secrets are kept out
 of ``repr`` so a logged settings object never leaks them.
 """
@@ -11,8 +12,7 @@ of ``repr`` so a logged settings object never leaks them.
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -519,23 +519,3 @@ def load(env_file: Path | None = DEV_ENV_FILE) -> Settings:
         merged.update(read_env_file(env_file))
     merged.update(os.environ)
     return from_mapping(merged)
-
-
-def _main(argv: Sequence[str]) -> str:
-    """``--markdown [group ...]``: the tables; ``--write FILE ...``: refill the files' tables."""
-    try:
-        if argv[:1] == ["--markdown"]:
-            return settings_table(*argv[1:])
-        if argv[:1] == ["--write"] and argv[1:]:
-            for path in map(Path, argv[1:]):
-                path.write_text(fill_settings_tables(path.read_text()))
-            return f"settings tables written to {', '.join(argv[1:])}"
-    except (ConfigError, OSError) as exc:
-        raise SystemExit(str(exc)) from None
-    raise SystemExit("usage: python -m core.settings --markdown [group ...] | --write FILE ...")
-
-
-if __name__ == "__main__":
-    # README.md, docs/contract.md §3 and docs/consumers.md hold these tables;
-    # tests/unit/test_settings_docs.py keeps them equal to the declarations.
-    print(_main(sys.argv[1:]))

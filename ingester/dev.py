@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 
 from core import devstack, migrate
-from core.settings import DEV_ENV_FILE, Settings, load
+from core.settings import DEV_ENV_FILE, SETTINGS, Settings, load
 from core.topics import create_topics
 from ingester.output import say
 from ingester.samples import PROVIDERS
@@ -46,15 +46,7 @@ DEV_SECRETS = {
     "KIT_LEGACY_TOKEN": "dev-kit-legacy-token",
     "EVENTS_API_KEY": "dev-events-key",
 }
-_SECRET_FIELDS = {
-    "REVENUECAT_AUTHORIZATION": "revenuecat_authorization",
-    "REVENUECAT_WEBHOOK_SECRET": "revenuecat_webhook_secret",
-    "KLAVIYO_WEBHOOK_SECRET": "klaviyo_webhook_secret",
-    "KLAVIYO_FLOW_TOKEN": "klaviyo_flow_token",
-    "KIT_WEBHOOK_SECRET": "kit_webhook_secrets",
-    "KIT_LEGACY_TOKEN": "kit_legacy_token",
-    "EVENTS_API_KEY": "events_api_key",
-}
+_SECRET_FIELDS = {s.variable: s.attribute for s in SETTINGS if s.variable in DEV_SECRETS}
 
 
 class _Stop(Exception):

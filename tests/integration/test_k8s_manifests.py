@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from contract.topics import DLQ, STREAMS, all_topics, topic_name
-from core.settings import ENV_VARS, Settings, from_mapping
+from core.settings import ENV_VARS, SETTINGS, Settings, from_mapping
 from ingest.serve import make_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,18 +27,8 @@ KUBERNETES_VERSION = "1.31"
 CRD_KINDS = frozenset(
     {"KafkaTopic", "ScaledObject", "ServiceMonitor", "PodMonitor", "PrometheusRule"}
 )
-SECRET_VARS = frozenset(
-    {
-        "DATABASE_URL",
-        "REVENUECAT_AUTHORIZATION",
-        "REVENUECAT_WEBHOOK_SECRET",
-        "KLAVIYO_WEBHOOK_SECRET",
-        "KLAVIYO_FLOW_TOKEN",
-        "KIT_WEBHOOK_SECRET",
-        "KIT_LEGACY_TOKEN",
-        "EVENTS_API_KEY",
-    }
-)
+# DATABASE_URL carries the database password.
+SECRET_VARS = frozenset({"DATABASE_URL"} | {s.variable for s in SETTINGS if s.secret})
 PUBLIC_PATHS = {("/webhooks", "Prefix"), ("/events", "Exact")}
 # Commit, producer flush and pool close after the consumer's drain deadline.
 CONSUMER_CLOSE_S = 5

@@ -193,7 +193,7 @@ def test_an_unknown_group_is_refused() -> None:
 def test_the_command_prints_and_refills_the_tables(tmp_path: Path) -> None:
     doc = tmp_path / "doc.md"
     doc.write_text("intro\n\n<!-- settings: retention -->\nstale\n<!-- /settings -->\nend\n")
-    command = [sys.executable, "-m", "core.settings"]
+    command = [sys.executable, "-m", "ingester.settings_tables"]
 
     printed = subprocess.run(
         [*command, "--markdown", "retention"], capture_output=True, text=True, check=True

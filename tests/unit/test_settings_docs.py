@@ -2,7 +2,7 @@
 
 Every table of variables in README.md and docs/*.md sits between
 ``<!-- settings: group ... -->`` and ``<!-- /settings -->`` and equals what
-``python -m core.settings --markdown group ...`` prints (``--write FILE`` refills it);
+``python -m ingester.settings_tables --markdown group ...`` prints (``--write FILE`` refills it);
 docs/contract.md §3 lists every variable, docs/consumers.md every consumer group. Defaults
 quoted in the prose of the docs match the declarations too.
 """
@@ -40,7 +40,7 @@ def test_generated_tables_equal_the_declarations(path: Path) -> None:
 
     assert fill_settings_tables(text) == text, (
         f"{name(path)}: a settings table differs from core/settings.py;"
-        f" run `python -m core.settings --write {name(path)}`"
+        f" run `python -m ingester.settings_tables --write {name(path)}`"
     )
 
 
