@@ -10,8 +10,8 @@ from decimal import Decimal
 import numpy as np
 import pytest
 from scipy import stats
-from statsmodels.stats.multitest import multipletests
 from statsmodels.stats import proportion as sm_proportion
+from statsmodels.stats.multitest import multipletests
 
 from ingester.report import sequential
 from ingester.report.adjust import adjust, benjamini_hochberg, holm
@@ -44,9 +44,7 @@ def test_fixed_rate_lift_is_the_unpooled_wald_test(
 ) -> None:
     lift = compare(proportion(*treatment), proportion(*control), design("fixed", level, None))
     assert lift is not None
-    ref = sm_proportion.test_proportions_2indep(
-        *treatment, *control, method="wald", compare="diff"
-    )
+    ref = sm_proportion.test_proportions_2indep(*treatment, *control, method="wald", compare="diff")
     low, high = sm_proportion.confint_proportions_2indep(
         *treatment, *control, method="wald", compare="diff", alpha=1 - level
     )
@@ -267,7 +265,9 @@ def test_revenue_sample_matches_numpy() -> None:
     values = [Decimal("12.50"), Decimal("-3.10"), Decimal("0"), Decimal("999.99")] + [
         Decimal(0)
     ] * 96
-    sums = RevenueSums(len(values), sum(values, Decimal(0)), sum(v * v for v in values))
+    sums = RevenueSums(
+        len(values), sum(values, Decimal(0)), sum((v * v for v in values), Decimal(0))
+    )
     result = sample(sums)
     floats = [float(v) for v in values]
     assert result is not None
