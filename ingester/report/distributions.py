@@ -171,17 +171,25 @@ def t_cdf(t: float, df: float) -> float:
 
 
 def _t_density(t: float, df: float) -> float:
-    log = (
-        math.lgamma((df + 1) / 2)
-        - math.lgamma(df / 2)
-        - 0.5 * math.log(df * math.pi)
-        - (df + 1) / 2 * math.log1p(t * t / df)
+    log = _log_beta_ratio(df / 2, 0.5) - 0.5 * math.log(df * math.pi) + 0.5 * math.log(math.pi)
+    return math.exp(log - (df + 1) / 2 * math.log1p(t * t / df))
+
+
+def _cornish_fisher(z: float, df: float) -> float:
+    """The t quantile's expansion in 1/df around the normal quantile z (Abramowitz and Stegun
+    26.7.5): a start from which Newton's method needs a step or two."""
+    z2 = z * z
+    return z * (
+        1
+        + (z2 + 1) / (4 * df)
+        + ((5 * z2 + 16) * z2 + 3) / (96 * df**2)
+        + (((3 * z2 + 19) * z2 + 17) * z2 - 15) / (384 * df**3)
     )
-    return math.exp(log)
 
 
 def t_quantile(p: float, df: float) -> float:
-    """The t such that P(T <= t) = p, by safeguarded Newton steps from the normal quantile."""
+    """The t such that P(T <= t) = p: safeguarded Newton steps on the upper tail, where it
+    is accurate, from the Cornish-Fisher start."""
     if not 0.0 < p < 1.0 or df <= 0:
         raise ValueError("t_quantile needs 0 < p < 1 and df > 0")
     if p < 0.5:
@@ -190,20 +198,23 @@ def t_quantile(p: float, df: float) -> float:
         return 0.0
     if math.isinf(df):
         return normal_quantile(p)
-    tail = 1.0 - p  # solve P(T > t) = tail on the upper half, where the tail is accurate
-    low, high = 0.0, max(1.0, normal_quantile(p))
-    while 0.5 * t_two_sided_p(high, df) > tail:
-        low, high = high, high * 2.0
-    t = normal_quantile(p) if low <= normal_quantile(p) <= high else (low + high) / 2
-    for _ in range(200):
+    tail = 1.0 - p
+    z = normal_quantile(p)
+    t = _cornish_fisher(z, df) if df >= 3 else z
+    low, high = 0.0, math.inf
+    for _ in range(500):
         excess = 0.5 * t_two_sided_p(t, df) - tail  # > 0 while t is too small
         if excess > 0:
             low = t
         else:
             high = t
         step = excess / _t_density(t, df)
-        if abs(step) <= 1e-14 * t or high - low <= 1e-14 * high:
-            return t + step
+        # the second test stops the search where the tail's own rounding (about 1e-12 at
+        # ten million degrees of freedom) is all that moves it
+        if abs(step) <= 1e-13 * t or high - low <= 1e-11 * t:
+            return t + step if low < t + step < high else t
         candidate = t + step
-        t = candidate if low < candidate < high else (low + high) / 2
+        if not low < candidate < high:
+            candidate = 2 * t if math.isinf(high) else (low + high) / 2
+        t = candidate
     raise NoConvergence(f"t quantile for p={p}, df={df}")
