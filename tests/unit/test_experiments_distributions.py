@@ -76,9 +76,7 @@ def test_incomplete_beta_matches_scipy(a: float, b: float, x: float) -> None:
 DFS = [1, 2, 3, 5.5, 10, 29.7, 100, 1000, 1e5, 1e7]
 
 
-@pytest.mark.parametrize(
-    ("t", "df"), list(itertools.product([0, 0.1, -1, 1.96, 3, -10, 50], DFS))
-)
+@pytest.mark.parametrize(("t", "df"), list(itertools.product([0, 0.1, -1, 1.96, 3, -10, 50], DFS)))
 def test_student_t_tails_match_scipy(t: float, df: float) -> None:
     reference = 2 * float(stats.t.sf(abs(t), df))
     assert t_two_sided_p(t, df) == pytest.approx(reference, abs=1e-12, rel=1e-7)
