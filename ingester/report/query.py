@@ -19,21 +19,12 @@ SELECT id, name, description, coalesce(status::text, 'draft') AS status,
 FROM experiments WHERE name = $1
 """
 
-# A user's net revenue is their conversions' values with refunds (stored positive)
+# Net revenue per user, variant and UTC day: conversion values with refunds (stored positive)
 # subtracted. Only conversions of a participant of the same variant count, so the revenue and
-# the exposures it is divided by describe the same users. $2: the report's moment (exposures
-# of the 7 days before it are "recent"); $3: the winsorisation percentile as a fraction, or
-# NULL for none.
-SELECT_VARIANTS = """
-WITH participants AS (
-    SELECT variant_id, count(*) AS exposures,
-           count(*) FILTER (WHERE has_converted) AS conversions,
-           count(*) FILTER (WHERE first_exposure_date > $2::timestamptz - interval '7 days'
-                              AND first_exposure_date <= $2::timestamptz) AS recent
-    FROM user_experiment_participation WHERE experiment_id = $1 GROUP BY variant_id
-),
-net AS (
-    SELECT c.variant_id, c.user_id,
+# the exposures it is divided by describe the same users.
+NET_REVENUE_BY_DAY = """
+net_by_day AS (
+    SELECT c.variant_id, c.user_id, (c.created_at AT TIME ZONE 'UTC')::date AS day,
            sum(CASE WHEN c.conversion_type = 'refund' THEN -c.conversion_value
                     ELSE c.conversion_value END) AS amount
     FROM conversions AS c
@@ -41,7 +32,24 @@ net AS (
       ON p.user_id = c.user_id AND p.experiment_id = c.experiment_id
      AND p.variant_id = c.variant_id
     WHERE c.experiment_id = $1 AND c.conversion_value IS NOT NULL
-    GROUP BY c.variant_id, c.user_id
+    GROUP BY 1, 2, 3
+)"""
+
+# $2: the report's moment (exposures of the 7 days before it are "recent"); $3: the
+# winsorisation percentile as a fraction, or NULL for none.
+SELECT_VARIANTS = (
+    "WITH"  # noqa: S608 - built from this module's constants only
+    + NET_REVENUE_BY_DAY
+    + """,
+participants AS (
+    SELECT variant_id, count(*) AS exposures,
+           count(*) FILTER (WHERE has_converted) AS conversions,
+           count(*) FILTER (WHERE first_exposure_date > $2::timestamptz - interval '7 days'
+                              AND first_exposure_date <= $2::timestamptz) AS recent
+    FROM user_experiment_participation WHERE experiment_id = $1 GROUP BY variant_id
+),
+net AS (
+    SELECT variant_id, user_id, sum(amount) AS amount FROM net_by_day GROUP BY 1, 2
 ),
 cap AS (
     SELECT round(percentile_cont($3::float8) WITHIN GROUP (ORDER BY amount)::numeric, 2) AS amount
@@ -68,6 +76,7 @@ LEFT JOIN revenue AS r ON r.variant_id = v.id
 WHERE v.experiment_id = $1
 ORDER BY v.created_at, v.name
 """
+)
 
 # Users who also saw a variant other than the one they are assigned to: the consumer stores
 # such impressions with user_was_eligible = false.
@@ -80,8 +89,11 @@ WHERE i.experiment_id = $1 AND i.variant_id <> p.variant_id
 """
 
 # What each UTC day added per variant: first exposures, first conversions, net revenue.
-SELECT_DAILY = """
-WITH exposed AS (
+SELECT_DAILY = (
+    "WITH"  # noqa: S608 - built from this module's constants only
+    + NET_REVENUE_BY_DAY
+    + """,
+exposed AS (
     SELECT variant_id, (first_exposure_date AT TIME ZONE 'UTC')::date AS day,
            count(*) AS exposures
     FROM user_experiment_participation WHERE experiment_id = $1 GROUP BY 1, 2
@@ -94,15 +106,7 @@ converted AS (
     GROUP BY 1, 2
 ),
 earned AS (
-    SELECT c.variant_id, (c.created_at AT TIME ZONE 'UTC')::date AS day,
-           sum(CASE WHEN c.conversion_type = 'refund' THEN -c.conversion_value
-                    ELSE c.conversion_value END) AS revenue
-    FROM conversions AS c
-    JOIN user_experiment_participation AS p
-      ON p.user_id = c.user_id AND p.experiment_id = c.experiment_id
-     AND p.variant_id = c.variant_id
-    WHERE c.experiment_id = $1 AND c.conversion_value IS NOT NULL
-    GROUP BY 1, 2
+    SELECT variant_id, day, sum(amount) AS revenue FROM net_by_day GROUP BY 1, 2
 ),
 days AS (
     SELECT variant_id, day FROM exposed UNION SELECT variant_id, day FROM converted
@@ -117,6 +121,7 @@ LEFT JOIN converted AS k USING (variant_id, day)
 LEFT JOIN earned AS r USING (variant_id, day)
 ORDER BY d.day, v.name
 """
+)
 
 
 async def load(
