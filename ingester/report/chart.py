@@ -21,7 +21,7 @@ LABEL_WIDTH = 140
 MARGIN = 24
 PALETTE = ("#2680c2", "#d64545", "#3ebd93", "#f0b429", "#8662c7", "#f35627")
 LIFT_HEIGHT = 280
-LIFT_LEFT, LIFT_RIGHT, LIFT_TOP, LIFT_BOTTOM = 64, 110, 16, 40
+LIFT_LEFT, LIFT_RIGHT, LIFT_TOP, LIFT_BOTTOM = 64, 110, 28, 40
 
 
 def _bar(index: int, v: VariantStats, scale: float) -> str:
@@ -145,6 +145,8 @@ def lift_chart(analysis: Analysis) -> str:
     kind = "confidence sequence" if analysis.design.method == SEQUENTIAL else "interval"
     title = f"{analysis.confidence_level:.0%} {kind}"
     parts = [
+        f'<text class="caption" x="{LIFT_LEFT}" y="{LIFT_TOP - 10}">lift in conversion rate over '
+        f"the control, percentage points; band: {escape(title)}</text>",
         f'<clipPath id="lift-plot"><rect x="{LIFT_LEFT}" y="{LIFT_TOP}" width="{plot_w}" '
         f'height="{plot_h}"/></clipPath>',
         f'<rect class="frame" x="{LIFT_LEFT}" y="{LIFT_TOP}" width="{plot_w}" '
