@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from ingester.report.adjust import NAMES
-from ingester.report.lift import SEQUENTIAL, Lift
+from ingester.report.lift import FIXED, SEQUENTIAL, Lift
 from ingester.report.model import Analysis, ExperimentInfo, MetricStats, TimelinePoint
 from ingester.report.srm import SRM_THRESHOLD
 from ingester.report.verdict import srm_line
@@ -19,7 +19,7 @@ SEQUENTIAL_NAME = "asymptotic confidence sequence (Waudby-Smith et al. 2023), al
 FIXED_NAME = "fixed-horizon test, valid for one look at a sample size fixed in advance"
 TESTS = {
     SEQUENTIAL: ("sequential z-test, unpooled", "sequential z-test, unpooled (Welch variance)"),
-    "fixed": ("two-proportion z-test, unpooled (Wald)", "Welch's t-test"),
+    FIXED: ("two-proportion z-test, unpooled (Wald)", "Welch's t-test"),
 }
 
 

@@ -27,7 +27,6 @@ from ingester.report.model import (
     VariantCounts,
     VariantStats,
 )
-from ingester.report.planning import PlanResult
 from ingester.report.revenue import mean_interval, sample
 from ingester.report.srm import chi_square, weights
 from ingester.report.timeline import timeline
@@ -172,7 +171,7 @@ def _plan(
     shares: Sequence[float],
     plan: Design,
     adjustment: str,
-) -> PlanResult:
+) -> plans.PlanResult:
     """Planned for the per-comparison level of Holm's first step (alpha / treatments)."""
     treatments = max(len(variants) - 1, 1)
     alpha = plan.alpha if adjustment == NONE else plan.alpha / treatments
