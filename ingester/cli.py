@@ -127,6 +127,26 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--format", choices=REPORT_FORMATS, default="table", help="output format (default table)"
     )
+    report.add_argument(
+        "--method",
+        choices=("sequential", "fixed"),
+        default="sequential",
+        help="sequential: always-valid, read it any day (default); fixed: one look at the "
+        "planned sample size",
+    )
+    report.add_argument(
+        "--adjust",
+        choices=("holm", "bh", "none"),
+        default="holm",
+        help="p-value adjustment over several variants (default holm)",
+    )
+    report.add_argument(
+        "--winsorize",
+        type=float,
+        default=None,
+        metavar="PCT",
+        help="cap each user's net revenue at this percentile of the buyers' (e.g. 99)",
+    )
     return parser
 
 
@@ -200,8 +220,10 @@ def _inbox_prune(args: argparse.Namespace, settings: Settings) -> int:
 
 def _experiments_report(args: argparse.Namespace, settings: Settings) -> int:
     from ingester.report import report
+    from ingester.report.model import ReportOptions
 
-    return asyncio.run(report(settings, args.name, args.format))
+    options = ReportOptions(args.method, args.adjust, args.winsorize)
+    return asyncio.run(report(settings, args.name, args.format, options))
 
 
 def dispatch(args: argparse.Namespace, settings: Settings) -> int:

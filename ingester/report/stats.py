@@ -1,72 +1,46 @@
-"""Conversion statistics of one experiment: rates, Wilson intervals, lift and a z-test.
+"""One experiment's statistics, put together from the pure pieces of this package.
 
-Standard library only. Conventions (docs/experiments.md):
-- rate = converted participants / exposed participants of a variant;
-- interval: Wilson score interval at ``INTERVAL_LEVEL`` (95 %);
-- test: pooled two-proportion z-test of each variant against the control, two-sided
-  p = erfc(|z| / sqrt 2); significant when p < 1 - confidence_level;
-- lift: absolute = rate - control rate, relative = absolute / control rate;
-- target sample size reached when every variant has at least ``target_sample_size``
-  exposures.
+Standard library only. Conventions (docs/experiments.md, "The results report"):
+- alpha = 1 - the experiment's confidence_level; every interval is at that level;
+- rate = converted participants / exposed participants, with a Wilson score interval;
+- revenue per exposure = mean net revenue over exposed participants, with a t interval;
+- lifts are absolute differences against the control, tested by the report's method
+  (:mod:`ingester.report.lift`), p-values adjusted per metric (:mod:`ingester.report.adjust`);
+- the winner is decided on conversion rate alone, and never while the SRM check is flagged.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
-from statistics import NormalDist
 
-INTERVAL_LEVEL = 0.95
+import ingester.report.planning as plans
+from ingester.report.adjust import NAMES, NONE, adjust
+from ingester.report.distributions import normal_quantile
+from ingester.report.lift import Design, Lift, compare, design, proportion
+from ingester.report.model import (
+    Analysis,
+    ExperimentData,
+    ExperimentInfo,
+    MetricStats,
+    ReportOptions,
+    VariantCounts,
+    VariantStats,
+)
+from ingester.report.revenue import mean_interval, sample
+from ingester.report.srm import chi_square, weights
+from ingester.report.timeline import timeline
+from ingester.report.verdict import verdict
+
 CONTROL_NAME = "control"
-
-
-@dataclass(frozen=True, slots=True)
-class VariantCounts:
-    name: str
-    created_at: datetime
-    exposures: int
-    conversions: int
-    revenue: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class VariantStats:
-    name: str
-    is_control: bool
-    exposures: int
-    conversions: int
-    rate: float | None
-    ci_low: float | None
-    ci_high: float | None
-    absolute_lift: float | None
-    relative_lift: float | None
-    z: float | None
-    p_value: float | None
-    significant: bool | None
-    revenue: Decimal
-    revenue_per_exposure: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Analysis:
-    control: str | None
-    confidence_level: float
-    target_sample_size: int | None
-    target_reached: bool | None
-    variants: tuple[VariantStats, ...]
 
 
 def critical_value(level: float) -> float:
     """z such that a standard normal lies within +-z with probability ``level``."""
-    return NormalDist().inv_cdf(1 - (1 - level) / 2)
+    return normal_quantile(1 - (1 - level) / 2)
 
 
-def wilson_interval(
-    successes: int, trials: int, level: float = INTERVAL_LEVEL
-) -> tuple[float, float]:
+def wilson_interval(successes: int, trials: int, level: float = 0.95) -> tuple[float, float]:
     if trials <= 0:
         raise ValueError("the Wilson interval needs at least one trial")
     z = critical_value(level)
@@ -77,20 +51,6 @@ def wilson_interval(
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def two_proportion_z_test(
-    conversions_a: int, trials_a: int, conversions_b: int, trials_b: int
-) -> tuple[float, float] | None:
-    """Pooled z statistic of b against a and its two-sided p-value; None when undefined."""
-    if trials_a <= 0 or trials_b <= 0:
-        return None
-    pooled = (conversions_a + conversions_b) / (trials_a + trials_b)
-    variance = pooled * (1 - pooled) * (1 / trials_a + 1 / trials_b)
-    if variance <= 0:
-        return None  # both rates are 0 or both are 1: no evidence either way
-    z = (conversions_b / trials_b - conversions_a / trials_a) / math.sqrt(variance)
-    return z, math.erfc(abs(z) / math.sqrt(2))
-
-
 def choose_control(variants: Sequence[VariantCounts]) -> VariantCounts | None:
     """The variant named ``control``, else the earliest created (then by name)."""
     for variant in variants:
@@ -99,52 +59,130 @@ def choose_control(variants: Sequence[VariantCounts]) -> VariantCounts | None:
     return min(variants, key=lambda v: (v.created_at, v.name), default=None)
 
 
-def _variant(
-    counts: VariantCounts, control: VariantCounts | None, confidence_level: float
-) -> VariantStats:
-    n, c = counts.exposures, counts.conversions
-    rate = c / n if n else None
-    low, high = wilson_interval(c, n) if n else (None, None)
-    is_control = control is not None and counts.name == control.name
-    absolute = relative = z = p_value = None
-    significant = None
-    if not is_control and control is not None and rate is not None and control.exposures:
-        control_rate = control.conversions / control.exposures
-        absolute = rate - control_rate
-        relative = absolute / control_rate if control_rate else None
-        test = two_proportion_z_test(control.conversions, control.exposures, c, n)
-        if test is not None:
-            z, p_value = test
-            significant = p_value < 1 - confidence_level
-    return VariantStats(
-        name=counts.name,
-        is_control=is_control,
-        exposures=n,
-        conversions=c,
-        rate=rate,
-        ci_low=low,
-        ci_high=high,
-        absolute_lift=absolute,
-        relative_lift=relative,
-        z=z,
-        p_value=p_value,
-        significant=significant,
-        revenue=counts.revenue,
-        revenue_per_exposure=float(counts.revenue) / n if n else None,
+def _rate(counts: VariantCounts, level: float) -> MetricStats:
+    if not counts.exposures:
+        return MetricStats(None, None, None)
+    low, high = wilson_interval(counts.conversions, counts.exposures, level)
+    return MetricStats(counts.conversions / counts.exposures, low, high)
+
+
+def _revenue(counts: VariantCounts, alpha: float) -> MetricStats:
+    values = sample(counts.revenue)
+    if values is None:
+        return MetricStats(None, None, None)
+    interval = mean_interval(values, alpha)
+    low, high = interval if interval is not None else (None, None)
+    return MetricStats(values.mean, low, high)
+
+
+def _lifts(
+    variant: VariantCounts, control: VariantCounts | None, plan: Design
+) -> tuple[Lift | None, Lift | None]:
+    """The lifts of ``variant`` over the control in conversion rate and in revenue."""
+    if control is None or variant.name == control.name:
+        return None, None
+    rate = compare(
+        proportion(variant.conversions, variant.exposures),
+        proportion(control.conversions, control.exposures),
+        plan,
     )
+    treated, baseline = sample(variant.revenue), sample(control.revenue)
+    if treated is None or baseline is None:
+        return rate, None
+    return rate, compare(treated, baseline, plan, student_t=True)
+
+
+def _with_lift(
+    metric: MetricStats, lift: Lift | None, adjusted: float | None, alpha: float
+) -> MetricStats:
+    significant = None if adjusted is None else adjusted < alpha
+    return MetricStats(metric.value, metric.ci_low, metric.ci_high, lift, adjusted, significant)
 
 
 def analyse(
-    variants: Sequence[VariantCounts], confidence_level: float, target_sample_size: int | None
+    info: ExperimentInfo, data: ExperimentData, options: ReportOptions | None = None
 ) -> Analysis:
+    options = options or ReportOptions()
+    variants = data.variants
+    level = info.confidence_level
+    plan = design(options.method, level, info.target_sample_size)
     control = choose_control(variants)
+    shares = weights([v.weight for v in variants])
+    srm = chi_square([v.exposures for v in variants], shares.shares)
+    lifts = [_lifts(v, control, plan) for v in variants]
+    rate_adjusted = adjust([r.p_value if r else None for r, _ in lifts], options.adjust)
+    revenue_adjusted = adjust([m.p_value if m else None for _, m in lifts], options.adjust)
+    control_rate = None
+    if control is not None and control.exposures:
+        control_rate = control.conversions / control.exposures
+    planned = _plan(info, variants, control, control_rate, shares.shares, plan, options.adjust)
+    stats = []
+    for i, v in enumerate(variants):
+        rate_lift, revenue_lift = lifts[i]
+        stats.append(
+            VariantStats(
+                name=v.name,
+                is_control=control is not None and v.name == control.name,
+                weight=shares.shares[i],
+                exposures=v.exposures,
+                conversions=v.conversions,
+                revenue=v.revenue.total,
+                rate=_with_lift(_rate(v, level), rate_lift, rate_adjusted[i], plan.alpha),
+                revenue_per_exposure=_with_lift(
+                    _revenue(v, plan.alpha), revenue_lift, revenue_adjusted[i], plan.alpha
+                ),
+                relative_lift=rate_lift.estimate / control_rate
+                if rate_lift is not None and control_rate
+                else None,
+                power=planned.power_by_variant[i],
+                exposures_needed=planned.needed_by_variant[i],
+            )
+        )
+    winner, message = verdict(stats, srm, NAMES[options.adjust])
     reached = None
-    if target_sample_size is not None:
-        reached = bool(variants) and all(v.exposures >= target_sample_size for v in variants)
+    if info.target_sample_size is not None:
+        reached = bool(variants) and all(v.exposures >= info.target_sample_size for v in variants)
+    control_name = control.name if control else None
     return Analysis(
-        control=control.name if control else None,
-        confidence_level=confidence_level,
-        target_sample_size=target_sample_size,
+        control=control_name,
+        confidence_level=level,
+        design=plan,
+        adjustment=options.adjust,
+        winsorize=options.winsorize,
+        revenue_cap=data.revenue_cap,
+        weights_from_config=shares.from_config,
+        srm=srm,
+        multiple_exposure_users=data.multiple_exposure_users,
+        winner=winner,
+        verdict=message,
+        target_sample_size=info.target_sample_size,
         target_reached=reached,
-        variants=tuple(_variant(v, control, confidence_level) for v in variants),
+        planning=planned.summary,
+        variants=tuple(stats),
+        timeline=timeline(data.daily, [v.name for v in variants], control_name, plan),
+    )
+
+
+def _plan(
+    info: ExperimentInfo,
+    variants: Sequence[VariantCounts],
+    control: VariantCounts | None,
+    control_rate: float | None,
+    shares: Sequence[float],
+    plan: Design,
+    adjustment: str,
+) -> plans.PlanResult:
+    """Planned for the per-comparison level of Holm's first step (alpha / treatments)."""
+    treatments = max(len(variants) - 1, 1)
+    alpha = plan.alpha if adjustment == NONE else plan.alpha / treatments
+    return plans.plan(
+        mde=info.minimum_detectable_effect,
+        target=info.target_sample_size,
+        control=variants.index(control) if control is not None else None,
+        control_rate=control_rate,
+        exposures=[v.exposures for v in variants],
+        recent=[v.recent_exposures for v in variants],
+        shares=list(shares),
+        plan_design=plan,
+        alpha=alpha,
     )
