@@ -431,21 +431,29 @@ def test_kit_legacy_id_is_stable_and_distinguishes_deliveries() -> None:
     assert ce_id("subscriber.subscriber_activate", orjson.dumps({"subscriber": changed})) != first
 
 
-def test_kit_legacy_bodies_without_a_subscriber_are_published() -> None:
-    purchase = {"id": 8, "transaction_id": "123-abcd", "email_address": "Buyer@Example.com"}
-    field = {"custom_field": {"id": 3, "name": "ck_field_3_plan", "key": "plan"}}
-    expected = [
-        ("purchase.purchase_create", purchase, {"purchase": purchase}, "purchase:8"),
-        ("custom_field.field_created", field, field, "custom_field:3"),
-        ("subscriber.subscriber_activate", {}, {"subscriber": {}}, None),
-        ("subscriber.tag_add", LEGACY_BODY, LEGACY_BODY, "jane@example.com"),
-    ]
-    for event_name, body, data, key in expected:
-        [record] = kit_legacy.build_records(event_name, body, orjson.dumps(body), RECEIVED)
-        event_id = record.header("ce_id")
-        assert orjson.loads(record.value)["data"] == data
-        assert record.header("ce_type") == f"kit.{event_name}"
-        assert record.key == (key or event_id or "").encode()
+PURCHASE = {"id": 8, "transaction_id": "123-abcd", "email_address": "Buyer@Example.com"}
+FIELD = {"custom_field": {"id": 3, "name": "ck_field_3_plan", "key": "plan"}}
+
+
+@pytest.mark.parametrize(
+    ("event_name", "body", "data", "key"),
+    [
+        pytest.param(
+            "purchase.purchase_create", PURCHASE, {"purchase": PURCHASE}, "purchase:8", id="bare"
+        ),
+        pytest.param("custom_field.field_created", FIELD, FIELD, "custom_field:3", id="field"),
+        pytest.param("subscriber.subscriber_activate", {}, {"subscriber": {}}, None, id="empty"),
+        pytest.param("subscriber.tag_add", LEGACY_BODY, LEGACY_BODY, "jane@example.com", id="tag"),
+    ],
+)
+def test_kit_legacy_bodies_of_any_event_are_published(
+    event_name: str, body: dict[str, Any], data: dict[str, Any], key: str | None
+) -> None:
+    [record] = kit_legacy.build_records(event_name, body, orjson.dumps(body), RECEIVED)
+    event_id = record.header("ce_id")
+    assert orjson.loads(record.value)["data"] == data
+    assert record.header("ce_type") == f"kit.{event_name}"
+    assert record.key == (key or event_id or "").encode()
 
 
 def test_kit_legacy_bad_event_name() -> None:
