@@ -82,7 +82,7 @@ class RevenueCatStandIn:
         self.api_key = api_key
         self.customers: dict[str, dict[str, dict[str, Any]]] = {}
         self.received: list[Received] = []
-        self.applied: list[tuple[str, str, Any, float]] = []  # id, key, value, updated_at_ms
+        self.applied: list[tuple[str, str, Any, Any]] = []  # id, key, value, updated_at_ms
         self.faults: deque[Fault] = deque()
         self._holding = False
         self._released = asyncio.Event()
@@ -183,7 +183,7 @@ class RevenueCatStandIn:
 
     def _save(self, app_user_id: str, key: str, entry: dict[str, Any]) -> None:
         """RevenueCat's rule: the latest ``updated_at_ms`` wins; a repeat changes nothing."""
-        stamp = float(entry.get("updated_at_ms") or time.time() * 1000)
+        stamp = entry.get("updated_at_ms") or int(time.time() * 1000)
         stored = self.customers.setdefault(app_user_id, {})
         previous = stored.get(key)
         if previous is not None and previous["updated_at_ms"] >= stamp:
