@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import asyncpg
 from aiokafka import errors as kafka_errors
 
+from consumers import db
 from consumers.backoff import Backoff
 from consumers.classify import Failure, classify
 from consumers.decode import RawRecord, committable, decode_all
@@ -127,7 +128,10 @@ class SyncLoop:
             elif item.event.source == SOURCE_REVENUECAT:
                 events.append(item.event)
         named = {i for e in events if isinstance(e.data, dict) for i in identifiers(e.data)}
-        customers = await store.load(self.pool, named) if named else {}
+        customers = {}
+        if named:
+            async with db.connection(self.pool) as conn:
+                customers = await store.load(conn, named)
         environment = self.syncer.environment
         due = [
             t

@@ -71,9 +71,8 @@ def customer(row: asyncpg.Record) -> Customer:
     )
 
 
-async def load(pool: asyncpg.Pool, revenue_cat_ids: Iterable[str]) -> dict[str, Customer]:
-    async with db.connection(pool) as conn:
-        rows = await conn.fetch(BY_IDS, sorted(set(revenue_cat_ids)))
+async def load(conn: asyncpg.Connection, revenue_cat_ids: Iterable[str]) -> dict[str, Customer]:
+    rows = await conn.fetch(BY_IDS, sorted(set(revenue_cat_ids)))
     return {row["revenue_cat_id"]: customer(row) for row in rows}
 
 
@@ -91,12 +90,11 @@ async def leftovers(pool: asyncpg.Pool, limit: int) -> list[Customer]:
     return [customer(row) for row in rows]
 
 
-async def write_intent(pool: asyncpg.Pool, revenue_cat_id: str, body: Attributes) -> bool:
+async def write_intent(conn: asyncpg.Connection, revenue_cat_id: str, body: Attributes) -> bool:
     """Commit what is about to be sent; False when another intent is open, or the row is
     gone (deleted since it was read)."""
     try:
-        async with db.connection(pool) as conn:
-            written = await conn.fetchval(WRITE_INTENT, revenue_cat_id, orjson.dumps(body).decode())
+        written = await conn.fetchval(WRITE_INTENT, revenue_cat_id, orjson.dumps(body).decode())
     except asyncpg.ForeignKeyViolationError:
         return False
     return bool(written)

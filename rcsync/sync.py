@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+from consumers import db
 from rcsync import metrics, store
 from rcsync.api import Sender
 from rcsync.model import Customer, Target
@@ -99,17 +100,18 @@ class Syncer:
     async def _once(self, target: Target) -> bool:
         """One call at most; True when it re-sent an intent (so compare again)."""
         rc_id = target.revenue_cat_id
-        found = (await store.load(self.pool, [rc_id])).get(rc_id)
-        if found is None:
-            return False  # the row is gone
-        resend = found.intent is not None
-        body = found.intent or changes(
-            found, self.environment, self._now_ms(), target.reported, target.event_ms
-        )
-        if not body:
-            return False
-        if not resend and not await store.write_intent(self.pool, rc_id, body):
-            return True  # an intent appeared since the read, or the row went: read again
+        async with db.connection(self.pool) as conn:
+            found = (await store.load(conn, [rc_id])).get(rc_id)
+            if found is None:
+                return False  # the row is gone
+            resend = found.intent is not None
+            body = found.intent or changes(
+                found, self.environment, self._now_ms(), target.reported, target.event_ms
+            )
+            if not body:
+                return False
+            if not resend and not await store.write_intent(conn, rc_id, body):
+                return False  # the row went since it was read
         async with self._calls:
             answer = await self.sender.set_attributes(rc_id, body)
         ids = (rc_id, *target.also)
