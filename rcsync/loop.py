@@ -27,6 +27,7 @@ from consumers import db
 from consumers.backoff import Backoff
 from consumers.classify import Failure, classify
 from consumers.decode import RawRecord, committable, decode_all
+from consumers.fetch import fetch_batch
 from consumers.handlers.revenuecat import identifiers
 from consumers.liveness import Liveness
 from consumers.offsets import Offsets
@@ -104,19 +105,7 @@ class SyncLoop:
         return len(records)
 
     async def fetch(self) -> list[RawRecord]:
-        wait_ms = self.fetch_policy.wait_ms
-        try:
-            async with asyncio.timeout(wait_ms / 1000 + self.io_timeout_s):
-                batches = await self.consumer.getmany(
-                    timeout_ms=wait_ms, max_records=self.fetch_policy.max_records
-                )
-        except (kafka_errors.KafkaError, TimeoutError) as exc:
-            if classify(exc) is not Failure.RETRYABLE:
-                raise
-            log.warning("fetch failed; retrying", extra={"error": str(exc)})
-            await asyncio.sleep(self.backoff.delay(0))
-            return []
-        return [RawRecord.of(r) for records in batches.values() for r in records]
+        return await fetch_batch(self.consumer, self.fetch_policy, self.io_timeout_s, self.backoff)
 
     async def sync_batch(self, records: Sequence[RawRecord]) -> None:
         events = []

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
@@ -24,7 +23,7 @@ from consumers.health import HealthServer
 from consumers.liveness import Liveness
 from consumers.policies import FetchPolicy
 from consumers.runner import DEFAULT_BACKOFF
-from consumers.service import broker_ok, database_ok
+from consumers.service import broker_ok, database_ok, stop_on_signals
 from contract.topics import SOURCE_REVENUECAT, STREAM_OF_SOURCE, topic_name
 from core.kafka import make_consumer
 from core.settings import Settings
@@ -51,11 +50,7 @@ async def run_rc_sync(
     ``REVENUECAT_API_KEY`` is unset, and what startup or the loop fail with."""
     policy = ApiPolicy.from_settings(settings)
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGTERM, signal.SIGINT)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    try:
+    with stop_on_signals(stop):
         leader = await Leader.acquire(settings.require_database_url(), stop)
         if leader is None:
             return 0
@@ -63,9 +58,6 @@ async def run_rc_sync(
             return await _serve(settings, policy, leader, stop, consumer_options or {})
         finally:
             await leader.release()
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
 
 
 async def _serve(
