@@ -115,8 +115,11 @@ class RevenueCatApi:
                 continue
             delay = self.backoff.delay(failures)
             failures += 1
-            log.warning(
-                "RevenueCat call failed; retrying",
+            log.log(
+                logging.ERROR if verdict.outcome == answers.UNAUTHORIZED else logging.WARNING,
+                "RevenueCat refused the API key (check REVENUECAT_API_KEY); retrying"
+                if verdict.outcome == answers.UNAUTHORIZED
+                else "RevenueCat call failed; retrying",
                 extra={"outcome": verdict.outcome, "retry_in_s": round(delay, 2)},
             )
             await asyncio.sleep(delay)

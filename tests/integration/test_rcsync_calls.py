@@ -4,6 +4,7 @@ and the sweep finds an email changed directly in ``users``."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,7 +13,7 @@ import asyncpg
 
 from consumers.backoff import Backoff
 from rcsync import metrics
-from rcsync.answers import REFUSED
+from rcsync.answers import REFUSED, TIMEOUT
 from rcsync.api import ApiPolicy, RevenueCatApi
 from rcsync.ratelimit import RETRY_AFTER
 from rcsync.standin import Fault, StandInServer
@@ -25,9 +26,14 @@ QUICK = Backoff(initial_s=0.05, factor=2.0, cap_s=0.2, jitter=0.5)
 
 @asynccontextmanager
 async def syncer_for(
-    pool: asyncpg.Pool, server: StandInServer, *, rps: float = 50.0, concurrency: int = 4
+    pool: asyncpg.Pool,
+    server: StandInServer,
+    *,
+    rps: float = 50.0,
+    concurrency: int = 4,
+    timeout_s: float = 5.0,
 ) -> AsyncIterator[Syncer]:
-    policy = ApiPolicy(server.url, API_KEY, timeout_s=5.0, max_rps=rps, backoff_max_s=0.2)
+    policy = ApiPolicy(server.url, API_KEY, timeout_s=timeout_s, max_rps=rps, backoff_max_s=0.2)
     async with RevenueCatApi.client_for(policy) as client:
         api = RevenueCatApi(policy, client, backoff=QUICK)
         yield Syncer(pool, api, environment="dev", concurrency=concurrency)
@@ -112,3 +118,22 @@ async def test_the_sweep_picks_up_an_email_changed_in_users(pool: asyncpg.Pool) 
     assert call.app_user_id == "u_rc_5"
     assert call.attributes["$email"]["value"] == "renamed@example.com"
     assert (await known(pool, "u_rc_5"))["$email"] == call.attributes["$email"]
+
+
+async def test_a_call_that_times_out_is_sent_again_unchanged(pool: asyncpg.Pool) -> None:
+    ada = Person("u_rc_ada", "ada@example.com")
+    await add_people(pool, [ada])
+    timeouts = count(metrics.CALLS.labels(TIMEOUT))
+
+    async with standin_server() as server, syncer_for(pool, server, timeout_s=0.3) as syncer:
+        standin = server.standin
+        standin.hold()  # saved, answered never: the call times out and is retried
+        sweep = asyncio.create_task(sweep_once(pool, syncer, rows=10))
+        await standin.wait_until(lambda: len(standin.received) >= 2)
+        standin.release()
+        assert await sweep == 1
+
+    assert count(metrics.CALLS.labels(TIMEOUT)) >= timeouts + 1
+    assert len(standin.sent(ada.revenue_cat_id, "$email")) == 1  # the same body each time
+    assert [a[1] for a in standin.applied] == ["$email", "environment"]  # saved once
+    assert (await known(pool, ada.revenue_cat_id))["$email"]["value"] == ada.email
