@@ -28,7 +28,8 @@ from core import devstack, migrate
 from core.settings import DEV_ENV_FILE, SETTINGS, Settings, load
 from core.topics import create_topics
 from ingester.output import say
-from ingester.samples import PROVIDERS
+from ingester.rcsync import STANDIN_PORT
+from ingester.samples import PROVIDERS, SAMPLE_REVENUECAT_ID
 from ingester.supervise import Child, GaveUp, Supervisor, describe_exit
 
 STATE_DIR = DEV_ENV_FILE.parent
@@ -47,6 +48,10 @@ DEV_SECRETS = {
     "EVENTS_API_KEY": "dev-events-key",
 }
 _SECRET_FIELDS = {s.variable: s.attribute for s in SETTINGS if s.variable in DEV_SECRETS}
+# `ingester dev --rc-sync`: rc-sync's key, and the stand-in of RevenueCat it calls instead of
+# RevenueCat (unless REVENUECAT_API_URL says otherwise).
+RC_SYNC_DEV_KEY = "dev-revenuecat-api-key"
+RC_SYNC_STANDIN_URL = f"http://127.0.0.1:{STANDIN_PORT}/v1"
 
 
 class _Stop(Exception):
@@ -57,7 +62,9 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
     raise _Stop
 
 
-def stack_env(settings: Settings, stack: devstack.Stack) -> dict[str, str]:
+def stack_env(
+    settings: Settings, stack: devstack.Stack, *, rc_sync: bool = False
+) -> dict[str, str]:
     """The variables the child processes and later CLI calls need (real env still wins)."""
     env = {
         "DATABASE_URL": stack.database_url,
@@ -70,6 +77,17 @@ def stack_env(settings: Settings, stack: devstack.Stack) -> dict[str, str]:
     for name, value in DEV_SECRETS.items():
         if not getattr(settings, _SECRET_FIELDS[name]):
             env[name] = value
+    if rc_sync:
+        env.update(rc_sync_env(settings))
+    return env
+
+
+def rc_sync_env(settings: Settings) -> dict[str, str]:
+    env = {}
+    if not settings.revenuecat_api_key:
+        env["REVENUECAT_API_KEY"] = RC_SYNC_DEV_KEY
+    if settings.revenuecat_api_url == Settings().revenuecat_api_url:
+        env["REVENUECAT_API_URL"] = RC_SYNC_STANDIN_URL
     return env
 
 
@@ -110,7 +128,7 @@ async def _prepare(settings: Settings, *, seed_demo: bool) -> None:
     await create_topics(settings)
 
 
-def _banner(settings: Settings, env: dict[str, str]) -> str:
+def _banner(settings: Settings, env: dict[str, str], *, rc_sync: bool = False) -> str:
     base = f"http://127.0.0.1:{settings.port}"
     samples = " | ".join(PROVIDERS)
     lines = [
@@ -118,6 +136,7 @@ def _banner(settings: Settings, env: dict[str, str]) -> str:
         "webhook ingester is running (Ctrl-C stops everything)",
         f"  ingest:     {base}  (healthz {base}/healthz, metrics {base}/metrics)",
         f"  consumers:  metrics http://127.0.0.1:{settings.consumer_metrics_port}/metrics",
+        *_rc_sync_banner(settings, rc_sync),
         f"  postgres:   {env['DATABASE_URL']}",
         f"  kafka:      {env['KAFKA_BOOTSTRAP_SERVERS']}",
         "  dev secrets (also in .dev/stack.env):",
@@ -130,11 +149,30 @@ def _banner(settings: Settings, env: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def _rc_sync_banner(settings: Settings, rc_sync: bool) -> list[str]:
+    if not rc_sync:
+        return []
+    customer = f"{settings.revenuecat_api_url}/subscribers/{SAMPLE_REVENUECAT_ID}"
+    return [
+        f"  rc-sync:    metrics http://127.0.0.1:{settings.rc_sync_metrics_port}/metrics,"
+        f" calling {settings.revenuecat_api_url}",
+        f"              what it set: curl -H 'Authorization: Bearer {RC_SYNC_DEV_KEY}' {customer}",
+    ]
+
+
 def _spawn(verb: str) -> subprocess.Popen[bytes]:
     # New session: Ctrl-C reaches only this process, which then stops the children in order.
     return subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "ingester.cli", verb], start_new_session=True
+        [sys.executable, "-m", "ingester.cli", *verb.split()], start_new_session=True
     )
+
+
+def children(rc_sync: bool) -> list[Child]:
+    """What ``ingester dev`` supervises; rc-sync and its stand-in only when asked for."""
+    found = [Child("ingest", "serve"), Child("consumer", "consume")]
+    if rc_sync:
+        found += [Child("revenuecat-standin", "standin revenuecat"), Child("rc-sync", "rc-sync")]
+    return found
 
 
 def _wait_until_serving(settings: Settings, supervisor: Supervisor, timeout: float = 60.0) -> None:
@@ -184,7 +222,7 @@ def _watch_servers(stack: devstack.Stack, settings: Settings, supervisor: Superv
         _say(f"the broker is back with empty topics; restarted {pids}")
 
 
-def run_dev(settings: Settings) -> int:
+def run_dev(settings: Settings, *, rc_sync: bool = False) -> int:
     _kill_stale_children()
     signal.signal(signal.SIGTERM, _raise_stop)
     try:
@@ -197,19 +235,19 @@ def run_dev(settings: Settings) -> int:
         _say(str(exc))
         return 1
     supervisor = Supervisor(
-        [Child("ingest", "serve"), Child("consumer", "consume")],
+        children(rc_sync),
         spawn=_spawn,
         say=_say,
         on_spawn=_write_pids,
     )
     try:
-        env = stack_env(settings, stack)
+        env = stack_env(settings, stack, rc_sync=rc_sync)
         write_env_file(DEV_ENV_FILE, env)
         effective = load()  # the file just written, under the real environment
         asyncio.run(_prepare(effective, seed_demo=stack.postgres is not None))
         supervisor.start_all()
         _wait_until_serving(effective, supervisor)
-        print(_banner(effective, env), flush=True)
+        print(_banner(effective, env, rc_sync=rc_sync), flush=True)
         while True:
             time.sleep(POLL_S)
             _watch_servers(stack, effective, supervisor)
