@@ -22,14 +22,22 @@ from contract.topics import SOURCE_KIT
 
 UNKNOWN_EMAIL = "unknown email"
 
-SELECT_PROFILES = """
-SELECT p.id, lower(p.email) AS email, p.kit_subscriber_id, p.kit_state,
-       v.event_time, v.event_id
+# The profiles are locked first and their versions read by a statement of their own: a
+# statement that waited for a profile lock re-checks the locked row as committed by the
+# holder, but any other row it reads (a joined version) stays as of its start, so a version
+# joined here could be older than the state it protects (READ COMMITTED).
+LOCK_PROFILES = """
+SELECT p.id, lower(p.email) AS email, p.kit_subscriber_id, p.kit_state
 FROM user_profiles AS p
-LEFT JOIN ingest_kit_versions AS v ON v.user_profile_id = p.id
 WHERE lower(p.email) = ANY($1::text[])
 ORDER BY p.id
-FOR NO KEY UPDATE OF p
+FOR NO KEY UPDATE
+"""
+
+SELECT_VERSIONS = """
+SELECT user_profile_id, event_time, event_id
+FROM ingest_kit_versions
+WHERE user_profile_id = ANY($1::uuid[])
 """
 
 UPDATE_PROFILES = """
@@ -64,11 +72,14 @@ class KitHandler:
     ) -> list[Result]:
         changes = [parse_kit(e) for e in events]
         by_email: dict[str, list[_Profile]] = {}
-        for row in await conn.fetch(SELECT_PROFILES, sorted({c.email for c in changes})):
-            version = (row["event_time"], row["event_id"]) if row["event_time"] else None
-            by_email.setdefault(row["email"], []).append(
-                _Profile(row["id"], row["kit_subscriber_id"], row["kit_state"], version)
-            )
+        by_id: dict[UUID, _Profile] = {}
+        for row in await conn.fetch(LOCK_PROFILES, sorted({c.email for c in changes})):
+            profile = _Profile(row["id"], row["kit_subscriber_id"], row["kit_state"], None)
+            by_email.setdefault(row["email"], []).append(profile)
+            by_id[profile.id] = profile
+        if by_id:
+            for row in await conn.fetch(SELECT_VERSIONS, list(by_id)):
+                by_id[row["user_profile_id"]].version = (row["event_time"], row["event_id"])
 
         changed: dict[UUID, _Profile] = {}
         results: list[Result] = []
