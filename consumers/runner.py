@@ -321,6 +321,7 @@ class Runner:
             key=lambda i: (i.raw.topic, i.raw.partition, i.raw.offset),
             event_id=lambda i: i.event.id if i.event else None,
             progress=progress,
+            beat=self.liveness.beat,
         )
 
     async def _apply(self, items: Sequence[Item]) -> Report:
