@@ -1,5 +1,6 @@
 """Poison against the real broker and PostgreSQL: a parked event is buried only if it is
-still parked, and a long bisection keeps the loop live."""
+still parked, a long bisection keeps the loop live, a few poison records are dead-lettered
+and committed, and a flooding source is alerted without stalling the healthy ones."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 
 import asyncpg
 import orjson
+from prometheus_client import REGISTRY
 
+from consumers import metrics
 from consumers.decode import RawRecord
 from consumers.dlq import DeadLetterSink
 from consumers.errors import PoisonError
@@ -19,12 +22,23 @@ from consumers.registry import topics_for
 from consumers.runner import Runner
 from consumers.types import APPLIED, Context, Event, Handler, Result
 from contract.records import Record, cloudevent
+from contract.topics import DLQ, topic_name
 from core.kafka import make_consumer, make_producer
 from core.settings import Settings
 from tests.integration.stats_helpers import wait_until_waiting_on_a_lock
-from tests.integration.test_consumers_handlers import apply, kit_event, token
-from tests.integration.test_consumers_runner import FAST_GROUP, RECEIVED, runner_on
-from tests.support import PENDING, publish
+from tests.integration.test_consumers_handlers import apply, kit_event, rc_event, token
+from tests.integration.test_consumers_runner import (
+    FAST_GROUP,
+    RECEIVED,
+    applied_ids,
+    kit_records,
+    new_kit_profile,
+    poison_records,
+    runner_on,
+    running,
+    until,
+)
+from tests.support import PENDING, publish, read_records
 
 # -- burying a parked event ------------------------------------------------------------------
 
@@ -186,3 +200,81 @@ async def test_a_long_bisection_beats_the_liveness(settings: Settings, pool: asy
     assert len(handler.stalled) > 3, "the batch was bisected"
     assert len(report.dead) == 2
     assert not any(handler.stalled)
+
+
+# -- poison among few records is dead-lettered, not a flood -----------------------------------
+
+
+async def committed_offsets(runner: Runner) -> dict[int, int | None]:
+    return {
+        tp.partition: await runner.consumer.committed(tp) for tp in runner.consumer.assignment()
+    }
+
+
+async def test_cold_start_batch_of_three_poison_and_one_good_record(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Contract §6: poison goes to the DLQ and the rest commits. 3 dead of 4 records is no
+    flood: a handful of records says nothing about a deployment."""
+    email = await new_kit_profile(pool)
+    undecodable = [poison_records(email)[0] for _ in range(3)]
+    good = kit_records(email, 1)
+    records = [undecodable[0], good[0], undecodable[1], undecodable[2]]
+    await publish(settings.kafka_bootstrap_servers or "", settings.topic_prefix, records)
+    async with running(settings, pool, background=False) as runner:
+        fetched: list[RawRecord] = []
+        while len(fetched) < len(records):
+            fetched += await runner.fetch()
+        report = await runner.process(fetched)  # one batch, on a fresh consumer
+        assert len(report.dead) == 3
+        committed = await committed_offsets(runner)
+        partition = fetched[0].partition  # one key: one partition
+        assert committed[partition] == max(r.offset for r in fetched) + 1
+        assert runner.held is None
+    assert await applied_ids(pool) == {good[0].header("ce_id")}
+    dead = await pool.fetch("SELECT event_id FROM ingest_dead_letters ORDER BY id")
+    assert sorted(r["event_id"] for r in dead) == sorted(
+        r.header("ce_id") or "" for r in undecodable
+    )
+    dlq_topic = topic_name(settings.topic_prefix, DLQ)
+    letters = await read_records(settings.kafka_bootstrap_servers or "", dlq_topic, 3)
+    assert len(letters) == 3
+
+
+async def test_a_flooding_source_is_alerted_while_the_healthy_ones_go_on(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Kit floods while RevenueCat is healthy: holding the partitions would stall RevenueCat
+    too, so Kit's poison is dead-lettered, everything commits and the gauge says Kit
+    floods."""
+    settings = settings.with_overrides(poison_min_records=8)  # small sample, small test
+    metrics.POISON_FLOOD.labels("kit").set(0)  # the gauge is process-wide
+    email = await new_kit_profile(pool)
+    poison = [r for _ in range(5) for r in poison_records(email)]
+    healthy = rc_event(f"rc_{token()}", 1_714_521_600_000)  # parked: unknown revenue cat id
+    await publish(settings.kafka_bootstrap_servers or "", settings.topic_prefix, poison + healthy)
+    async with running(settings, pool, ("kit", "revenuecat")) as runner:
+        await until(
+            lambda: _at_least(pool, "SELECT count(*) FROM ingest_dead_letters", len(poison)),
+            "every poison record dead-lettered",
+        )
+        await until(
+            lambda: _at_least(
+                pool, "SELECT count(*) FROM ingest_inbox WHERE source = 'revenuecat'", 1
+            ),
+            "the healthy source applied",
+        )
+        assert REGISTRY.get_sample_value("consumer_poison_flood", {"source": "kit"}) == 1
+        assert runner.held is None and runner.ready
+        await until(lambda: _all_committed(runner), "every offset committed")
+
+
+async def _at_least(pool: asyncpg.Pool, query: str, count: int) -> bool:
+    return bool(await pool.fetchval(query) >= count)
+
+
+async def _all_committed(runner: Runner) -> bool:
+    tps = list(runner.consumer.assignment())
+    ends = await runner.consumer.end_offsets(tps)
+    committed = [await runner.consumer.committed(tp) or 0 for tp in tps]
+    return all(c >= ends[tp] for c, tp in zip(committed, tps, strict=True))
