@@ -16,7 +16,7 @@ from uuid import UUID
 import asyncpg
 
 from consumers.handlers.emails import email_keys
-from consumers.handlers.kit_events import parse_kit
+from consumers.handlers.kit_events import KitChange, parse_kit
 from consumers.pending import waits
 from consumers.types import APPLIED, Context, Event, Result, pending
 from contract.topics import SOURCE_KIT
@@ -72,7 +72,7 @@ class KitHandler:
         self, conn: asyncpg.Connection, events: Sequence[Event], ctx: Context
     ) -> list[Result]:
         changes = [parse_kit(e) for e in events]
-        keys = await email_keys(conn, (c.email for c in changes))
+        keys = await email_keys(conn, (c.email for c in changes if isinstance(c, KitChange)))
         by_key: dict[str, list[_Profile]] = {}
         by_id: dict[UUID, _Profile] = {}
         for row in await conn.fetch(LOCK_PROFILES, sorted(set(keys.values()))):
@@ -86,6 +86,9 @@ class KitHandler:
         changed: dict[UUID, _Profile] = {}
         results: list[Result] = []
         for event, change in zip(events, changes, strict=True):
+            if not isinstance(change, KitChange):
+                results.append(change)  # nothing we keep: its result is known already
+                continue
             key = keys[change.email]
             profiles = by_key.get(key)
             if not profiles:
