@@ -8,6 +8,10 @@ transaction; the inbox makes re-applying a committed slice after a later outage 
 :class:`Progress` lets the caller resume with only what is left.
 
 Retryable and fatal failures propagate unchanged: an outage is never a reason to dead-letter.
+
+``beat`` is called after every transaction, committed or failed: a bisection of a large batch
+runs many of them, each bounded by the transaction timeout, and the loop's liveness must see
+that it is getting somewhere.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ async def isolate(
     key: Callable[[T], Hashable],
     event_id: Callable[[T], str | None],
     progress: Progress[T, R],
+    beat: Callable[[], None] = lambda: None,
 ) -> Progress[T, R]:
     """Apply ``items`` (already in order), isolating poison; see the module docstring."""
 
@@ -65,6 +70,7 @@ async def isolate(
             except Exception as exc:
                 if classify(exc) is not Failure.POISON:
                     raise
+                beat()
                 for item in slice_:
                     progress.attempts[key(item)] = progress.attempts.get(key(item), 0) + 1
                 culprit = _named(exc, slice_, event_id)
@@ -82,6 +88,7 @@ async def isolate(
                 await run(slice_[:middle])
                 await run(slice_[middle:])
                 return
+            beat()
             progress.results.append(result)
             progress.settled.update(key(item) for item in slice_)
             return

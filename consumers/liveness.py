@@ -2,10 +2,11 @@
 work is waiting.
 
 The loop beats whenever it gets somewhere: a batch committed, an empty fetch, an outage
-retry attempt (each bounded by a timeout), a poll while it holds after a poison flood. A
-loop that is merely idle (nothing to fetch) keeps beating; a loop stuck on an await that no
-timeout bounds stops beating, and once ``stall_s`` have passed with a batch in hand or lag
-on its partitions, the process is not live and Kubernetes restarts it.
+retry attempt (each bounded by a timeout), each transaction of a bisection, a poll while it
+holds after a poison flood. A loop that is merely idle (nothing to fetch) keeps beating; a
+loop stuck on an await that no timeout bounds stops beating, and once ``stall_s`` have passed
+with a batch in hand or lag on its partitions, the process is not live and Kubernetes
+restarts it.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from collections.abc import Callable
 class Liveness:
     def __init__(self, stall_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.stall_s = stall_s
-        self._clock = clock
+        self.clock = clock  # replaceable (tests feed it by hand)
         self._beat = clock()
         self.batch_in_hand = False
         self.lag = 0
 
     def beat(self) -> None:
-        self._beat = self._clock()
+        self._beat = self.clock()
 
     @property
     def waiting(self) -> bool:
@@ -31,7 +32,7 @@ class Liveness:
         return self.batch_in_hand or self.lag > 0
 
     def since_beat(self) -> float:
-        return self._clock() - self._beat
+        return self.clock() - self._beat
 
     def stalled(self) -> bool:
         return self.stall_s > 0 and self.waiting and self.since_beat() > self.stall_s

@@ -29,7 +29,9 @@ LAG = Gauge(
 PAUSED = Gauge("consumer_paused", "1 while fetching is paused by a database or broker outage.")
 POISON_FLOOD = Gauge(
     "consumer_poison_flood",
-    "1 while the consumer holds after a poison flood (nothing fetched or committed).",
+    "1 while a source's recent records are mostly poison (the consumer alerts, or holds when"
+    " every source it handles floods).",
+    ["source"],
 )
 PAUSES = Counter("consumer_pauses", "Times fetching was paused by an outage.")
 PENDING_EVENTS = Gauge("consumer_pending_events", "Parked events by reason.", ["reason"])

@@ -4,11 +4,23 @@ Offsets are committed only for partitions the consumer still holds; a commit the
 rejects after a rebalance is logged and dropped (the batch is in the database and the inbox,
 and the partitions' new owner finds every record a duplicate). The lag is the highwater mark
 (or, while paused, the partition end asked of the broker) minus the committed offset.
+
+A commit can also name partitions that no longer exist: the broker restarted empty (a dev
+broker) or someone deleted and re-created a topic with fewer partitions, while this member's
+metadata, and so its assignment, still has the old ones. The broker answers such a commit
+with UNKNOWN_TOPIC_OR_PARTITION, which aiokafka retries until the commit's timeout, and
+retrying it as an outage would hold every source for as long as the metadata stays old
+(minutes). So a failed commit refreshes the metadata first: offsets of partitions it no
+longer lists are dropped with a warning (their records are in the database and the inbox;
+should they ever be read again they are duplicates), the rest is committed, and the changed
+partition count makes the group re-join with the partitions that exist. A commit that fails
+while every partition still exists is an outage as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -50,8 +62,42 @@ class Offsets:
             # owner of these partitions will find every record a duplicate.
             log.warning("offset commit rejected after a rebalance", extra={"error": str(exc)})
             return
+        except (TimeoutError, kafka_errors.KafkaError):
+            gone = await self._gone(mine)
+            if not gone:
+                raise  # every partition exists: an outage, retried by the caller
+            log.warning(
+                "offsets of partitions that no longer exist dropped; the group re-joins",
+                extra={"partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in gone)},
+            )
+            await self.commit(
+                {(tp.topic, tp.partition): o for tp, o in mine.items() if tp not in gone}
+            )
+            return
         self._committed.update(mine)
         self.update_lag()
+
+    async def _gone(self, offsets: Mapping[TopicPartition, int]) -> set[TopicPartition]:
+        """The partitions of ``offsets`` that fresh metadata no longer lists (none when the
+        metadata cannot be had: then nothing is known to be gone)."""
+        try:
+            updated = await asyncio.wait_for(
+                self.consumer._client.force_metadata_update(), self.io_timeout_s
+            )
+        except (TimeoutError, kafka_errors.KafkaError):
+            return set()
+        if not updated:
+            return set()
+        gone = set()
+        for tp in offsets:
+            partitions = self.consumer.partitions_for_topic(tp.topic)
+            if not partitions or tp.partition not in partitions:
+                gone.add(tp)
+        for tp in gone:
+            self._committed.pop(tp, None)
+            with contextlib.suppress(KeyError):  # no lag was reported for it yet
+                metrics.LAG.remove(tp.topic, str(tp.partition))
+        return gone
 
     async def refresh_lag(self) -> None:
         """While paused nothing is fetched, so the highwater marks stand still: ask the broker

@@ -44,3 +44,4 @@ class FloodPolicy:
     min_dead: int  # POISON_MIN_DEAD
     window_records: int  # POISON_WINDOW_RECORDS
     window_s: float  # POISON_WINDOW_S
+    min_records: int  # POISON_MIN_RECORDS

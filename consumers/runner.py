@@ -17,9 +17,10 @@ Failure classes (``consumers.classify``):
   fetching, retries the same step with capped exponential backoff and commits nothing until
   it succeeds; nothing is dead-lettered;
 - poison (undecodable, or deterministic failure) is isolated by retrying the batch in halves
-  and dead-lettered; the rest of the batch commits. If the rolling window of recent records
-  (``consumers.flood``) turns into a flood, the runner holds instead of draining the topic
-  into the DLQ: nothing of the batch is committed, fetching stays paused, /readyz fails;
+  (``consumers.groups``) and dead-lettered; the rest of the batch commits. A source whose
+  recent records are mostly poison floods (``consumers.flood``): it is alerted, or, when every
+  source of this runner floods, the runner holds instead of draining the topics into the
+  DLQ: nothing of the batch is committed, fetching stays paused, /readyz fails;
 - anything else (a bug, a broken deployment) stops the runner without committing, with the
   traceback logged.
 """
@@ -29,29 +30,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
-from consumers import db, dlq, metrics, store
-from consumers.apply import Report, apply_in_transaction
+from consumers import db, dlq, store
+from consumers.apply import Report
 from consumers.backoff import Backoff
-from consumers.classify import Failure, classify
 from consumers.decode import Item, RawRecord, committable, decode_all
 from consumers.fetch import fetch_batch
-from consumers.flood import FloodGuard, PoisonFlood
-from consumers.isolate import Progress, isolate
+from consumers.flood import FloodGuard, PoisonFlood, Tally, source_key, tally
+from consumers.groups import GroupApply, GroupKey, by_source, dead_letters
+from consumers.isolate import Progress
 from consumers.liveness import Liveness
 from consumers.observe import BatchReport, observe_batch
 from consumers.offsets import Offsets
 from consumers.outage import Outages
 from consumers.policies import ApplyPolicy, FetchPolicy, FloodPolicy, Timeouts
-from consumers.types import Context, Handler
+from consumers.types import Handler
 from contract.headers import CE_SOURCE
 
 log = logging.getLogger("consumers.runner")
@@ -60,7 +59,6 @@ log = logging.getLogger("consumers.runner")
 __all__ = ["NO_HOOKS", "Hooks", "PoisonFlood", "Runner"]
 
 Batch = tuple[list[RawRecord], list[Item]]  # fetched records, and what decoding made of them
-GroupKey = str  # ce_source: one transaction (or isolated slices) per source of a batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +70,6 @@ class Hooks:
 
 
 DEFAULT_BACKOFF = Backoff()
-RACE_RETRIES = 3  # immediate retries of a deadlocked transaction before the outage path
 NO_HOOKS = Hooks()
 
 
@@ -101,7 +98,6 @@ class Runner:
         hooks: Hooks = NO_HOOKS,
     ) -> None:
         self.fetch_policy = fetch
-        self.apply_policy = apply
         self.timeouts = timeouts
         self.handlers: dict[str, Handler] = (
             dict(handlers) if isinstance(handlers, Mapping) else {h.source: h for h in handlers}
@@ -122,7 +118,11 @@ class Runner:
             quiesce=self._quiesce,
             on_idle=self.offsets.refresh_lag,
         )
-        self.flood = FloodGuard(flood)
+        self.apply_groups = GroupApply(
+            self.handlers, pool, apply, scope=scope, beat=self.liveness.beat
+        )
+        self.transaction_timeout_s = apply.transaction_timeout_s
+        self.flood = FloodGuard(flood, self.handlers)
         self.held: str | None = None  # why the runner holds (a poison flood), if it does
         self._prefetch: asyncio.Task[Batch] | None = None
 
@@ -164,13 +164,13 @@ class Runner:
             cycle.result()
 
     async def _hold(self, flood: PoisonFlood, stop: asyncio.Event) -> None:
-        """A poison flood: keep the group membership and the partitions, fetch nothing,
+        """Every source floods: keep the group membership and the partitions, fetch nothing,
         commit nothing, report not ready, until stopped. Restarting would only meet the same
         records again (they are not committed), so the process neither exits nor fails its
         liveness; a fixed deployment (or a higher POISON_MAX_SHARE) resumes from the
         committed offsets."""
         self.held = str(flood)
-        metrics.POISON_FLOOD.set(1)
+        self.flood.hold(flood)
         log.critical(
             "poison flood: holding; nothing of the batch is committed or dead-lettered",
             extra={"error": str(flood), "dead": flood.dead, "records": flood.size},
@@ -229,34 +229,11 @@ class Runner:
         self.liveness.batch_in_hand = True
         if prefetch and self._prefetch is None and not self.outages.paused:
             self._prefetch = asyncio.create_task(self._fetch_decoded())
-        dead = [
-            dlq.DeadLetter(
-                i.raw, i.error, 1, source=i.raw.header(CE_SOURCE), event_id=i.error.event_id
-            )
-            for i in items
-            if i.error is not None
-        ]
-        groups = _groups(i for i in items if i.event is not None)
+        groups = by_source(i for i in items if i.event is not None)
         progress: dict[GroupKey, Progress[Item, Report]] = {g: Progress() for g in groups}
-        await self.outages.retrying("apply", lambda: self._apply_groups(groups, progress))
-        poisoned = sorted(
-            (p for g in progress.values() for p in g.poisoned),
-            key=lambda p: (p.item.raw.topic, p.item.raw.partition, p.item.raw.offset),
-        )
-        dead += [
-            dlq.DeadLetter(
-                p.item.raw,
-                p.error,
-                p.attempts,
-                source=p.item.event.source if p.item.event else None,
-                event_id=p.item.event.id if p.item.event else None,
-            )
-            for p in poisoned
-        ]
-        # A record `dlq replay` sent back that fails again was poison already: an operator
-        # replaying a DLQ that still holds bad records is not a broken deployment.
-        again = sum(1 for d in dead if dlq.replay_count(d.raw) > 0)
-        self.flood.check(time.monotonic(), len(items) - again, len(dead) - again)
+        await self.outages.retrying("apply", lambda: self.apply_groups(groups, progress))
+        dead = dead_letters(items, progress)
+        self.flood.check(time.monotonic(), self._tally(items, dead))
         if dead:
             await self.outages.retrying(
                 "dead-letter publish", lambda: self.dead_letters.publish(dead)
@@ -272,62 +249,26 @@ class Runner:
         results = [r for g in progress.values() for r in g.results]
         return observe_batch(items, results, dead)
 
-    async def _apply_groups(
-        self,
-        groups: Mapping[GroupKey, Sequence[Item]],
-        progress: Mapping[GroupKey, Progress[Item, Report]],
-    ) -> None:
-        """Each group in its own transaction(s), at most CONSUMER_APPLY_CONCURRENCY at once.
-        Every group runs to its end even when another fails, so a retry redoes only what
-        did not commit; then the worst failure (a bug over an outage) is raised."""
-        gate = asyncio.Semaphore(self.apply_policy.concurrency)
+    def _tally(self, items: Sequence[Item], dead: Sequence[dlq.DeadLetter]) -> dict[str, Tally]:
+        """Records and dead letters per source for the flood guard. A record `dlq replay`
+        sent back that fails again was poison already: an operator replaying a DLQ that
+        still holds bad records is not a broken deployment, so it is left out."""
+        died = {d.raw.position for d in dead}
 
-        async def one(key: GroupKey) -> None:
-            async with gate:
-                for attempt in range(RACE_RETRIES + 1):
-                    try:
-                        await self._isolate(groups[key], progress[key])
-                        return
-                    except asyncpg.exceptions.TransactionRollbackError as exc:
-                        # A lost race (deadlock, serialization failure) with a concurrent
-                        # transaction: its rival has committed or rolled back by now, so
-                        # retry at once instead of pausing the consumer for an outage.
-                        if attempt == RACE_RETRIES:
-                            raise
-                        log.info("transaction lost a race; retrying", extra={"error": str(exc)})
-                        await asyncio.sleep(random.uniform(0.0, 0.05))
+        def counted() -> Iterable[tuple[str, bool]]:
+            for item in items:
+                is_dead = item.raw.position in died
+                if is_dead and dlq.replay_count(item.raw) > 0:
+                    continue
+                declared = item.event.source if item.event else item.raw.header(CE_SOURCE)
+                yield source_key(declared, item.raw.topic, self.handlers), is_dead
 
-        outcomes = await asyncio.gather(*(one(k) for k in groups), return_exceptions=True)
-        failures = [o for o in outcomes if isinstance(o, BaseException)]
-        if failures:
-            raise _worst(failures)
-
-    async def _isolate(self, items: Sequence[Item], progress: Progress[Item, Report]) -> None:
-        await isolate(
-            items,
-            self._apply,
-            key=lambda i: (i.raw.topic, i.raw.partition, i.raw.offset),
-            event_id=lambda i: i.event.id if i.event else None,
-            progress=progress,
-        )
-
-    async def _apply(self, items: Sequence[Item]) -> Report:
-        ctx = Context(environment=self.apply_policy.environment, now=datetime.now(UTC))
-        events = [i.event for i in items if i.event is not None]
-        return await apply_in_transaction(
-            self.pool,
-            self.handlers,
-            events,
-            ctx,
-            scope=self.scope,
-            timeout_s=self.apply_policy.transaction_timeout_s,
-            backoff_max_s=self.apply_policy.backoff_max_s,
-        )
+        return tally(counted())
 
     # -- dead letters and commits ---------------------------------------------------------
 
     async def _log_dead(self, letters: Sequence[dlq.DeadLetter]) -> None:
-        async with db.transaction(self.pool, self.apply_policy.transaction_timeout_s) as conn:
+        async with db.transaction(self.pool, self.transaction_timeout_s) as conn:
             await store.log_dead_letters(conn, [dlq.log_row(letter) for letter in letters])
 
     @property
@@ -339,24 +280,3 @@ class Runner:
     def ready(self) -> bool:
         """Holds partitions and is not holding after a poison flood."""
         return bool(self.consumer.assignment()) and self.held is None
-
-
-def _groups(items: Iterable[Item]) -> dict[GroupKey, list[Item]]:
-    """Items by source, each group in offset order. Not by partition as well: a handler
-    call costs a handful of statements and a commit whatever its size, so per-partition
-    transactions would multiply them (six partitions: six times the statements and commits
-    for the same events) on the same two cores."""
-    groups: dict[GroupKey, list[Item]] = {}
-    for item in items:
-        assert item.event is not None
-        groups.setdefault(item.event.source, []).append(item)
-    return groups
-
-
-def _worst(failures: Sequence[BaseException]) -> BaseException:
-    """What to raise when several transactions failed: anything that is not an outage (a
-    bug, a crash) wins, so it is never retried away."""
-    for exc in failures:
-        if not isinstance(exc, Exception) or classify(exc) is not Failure.RETRYABLE:
-            return exc
-    return failures[0]

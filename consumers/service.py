@@ -163,6 +163,7 @@ def build_runner(
             min_dead=settings.poison_min_dead,
             window_records=settings.poison_window_records,
             window_s=settings.poison_window_s,
+            min_records=settings.poison_min_records,
         ),
         scope=scope,
         backoff=backoff,

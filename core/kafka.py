@@ -58,6 +58,10 @@ class StartOnSend:
 
 
 FETCH_MAX_WAIT_MS = 50
+# How old a consumer's cluster metadata may get (aiokafka's default is 5 min). A topic deleted
+# and re-created, or a broker restarted empty, changes the partitions under the group; the
+# member learns it from the metadata and re-joins, so new partitions are read within this.
+CONSUMER_METADATA_MAX_AGE_MS = 30_000
 
 
 def make_consumer(settings: Settings, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
@@ -73,6 +77,7 @@ def make_consumer(settings: Settings, *topics: str, **overrides: Any) -> AIOKafk
         # data arrives, but the embedded broker answers at the end of the window, which put
         # half of the 500 ms default on every event's latency (docs/benchmarks.md).
         "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
+        "metadata_max_age_ms": CONSUMER_METADATA_MAX_AGE_MS,
         "client_id": "ingester-consumer",
         "session_timeout_ms": settings.consumer_session_timeout_ms,
         "heartbeat_interval_ms": settings.consumer_heartbeat_interval_ms,

@@ -337,27 +337,35 @@ class Settings:
         "POISON_MAX_SHARE",
         Number(positive=True, maximum=1),
         0.5,
-        "above this share of poison among the records of the rolling window (and at least"
-        " `POISON_MIN_DEAD` of them) the consumer holds instead of draining into the DLQ;"
-        " 1 turns the guard off",
+        "a source floods when more than this share of its records in the rolling window are"
+        " poison (with at least `POISON_MIN_RECORDS` records and `POISON_MIN_DEAD` dead"
+        " letters): the consumer holds if every source it handles floods, else alerts"
+        " (`consumer_poison_flood{source}`) and dead-letters as usual; 1 turns the guard off",
     )
     poison_window_records: int = POISON.setting(
         "POISON_WINDOW_RECORDS",
         Integer(1),
         1000,
-        "the flood guard's rolling window: the last N records",
+        "the flood guard's rolling window, per source: its last N records",
     )
     poison_window_s: float = POISON.setting(
         "POISON_WINDOW_S",
         Number(),
         300.0,
-        "the flood guard's rolling window: records no older than this",
+        "the flood guard's rolling window, per source: records no older than this",
     )
     poison_min_dead: int = POISON.setting(
         "POISON_MIN_DEAD",
         Integer(1),
         3,
-        "fewest dead letters in the window that can count as a flood",
+        "fewest dead letters in a source's window that can count as a flood",
+    )
+    poison_min_records: int = POISON.setting(
+        "POISON_MIN_RECORDS",
+        Integer(1),
+        100,
+        "fewest records in a source's window that can count as a flood (a handful proves"
+        " nothing; at most `POISON_WINDOW_RECORDS`)",
     )
     dlq_max_replays: int = POISON.setting(
         "DLQ_MAX_REPLAYS", Integer(), 3, "`dlq replay` refuses a record replayed this often"

@@ -1,5 +1,5 @@
 """Kit events -> ``user_profiles.kit_subscriber_id`` and ``kit_state`` (docs/contract.md §6,
-seed 002), matched by lower-cased email.
+seed 002), matched by email through the database's match key (:mod:`consumers.handlers.emails`).
 
 Ordering: ``ingest_kit_versions`` keeps the (event time, event id) last applied per profile;
 an event at or before it changes nothing, so a late older event never overwrites a newer
@@ -15,6 +15,7 @@ from uuid import UUID
 
 import asyncpg
 
+from consumers.handlers.emails import email_keys
 from consumers.handlers.kit_events import KitChange, parse_kit
 from consumers.pending import waits
 from consumers.types import APPLIED, Context, Event, Result, pending
@@ -22,14 +23,22 @@ from contract.topics import SOURCE_KIT
 
 UNKNOWN_EMAIL = "unknown email"
 
-SELECT_PROFILES = """
-SELECT p.id, lower(p.email) AS email, p.kit_subscriber_id, p.kit_state,
-       v.event_time, v.event_id
+# The profiles are locked first and their versions read by a statement of their own: a
+# statement that waited for a profile lock re-checks the locked row as committed by the
+# holder, but any other row it reads (a joined version) stays as of its start, so a version
+# joined here could be older than the state it protects (READ COMMITTED).
+LOCK_PROFILES = """
+SELECT p.id, ingest_email_key(p.email) AS email_key, p.kit_subscriber_id, p.kit_state
 FROM user_profiles AS p
-LEFT JOIN ingest_kit_versions AS v ON v.user_profile_id = p.id
-WHERE lower(p.email) = ANY($1::text[])
+WHERE ingest_email_key(p.email) = ANY($1::text[])
 ORDER BY p.id
-FOR NO KEY UPDATE OF p
+FOR NO KEY UPDATE
+"""
+
+SELECT_VERSIONS = """
+SELECT user_profile_id, event_time, event_id
+FROM ingest_kit_versions
+WHERE user_profile_id = ANY($1::uuid[])
 """
 
 UPDATE_PROFILES = """
@@ -63,13 +72,16 @@ class KitHandler:
         self, conn: asyncpg.Connection, events: Sequence[Event], ctx: Context
     ) -> list[Result]:
         changes = [parse_kit(e) for e in events]
-        by_email: dict[str, list[_Profile]] = {}
-        wanted = sorted({c.email for c in changes if isinstance(c, KitChange)})
-        for row in await conn.fetch(SELECT_PROFILES, wanted):
-            version = (row["event_time"], row["event_id"]) if row["event_time"] else None
-            by_email.setdefault(row["email"], []).append(
-                _Profile(row["id"], row["kit_subscriber_id"], row["kit_state"], version)
-            )
+        keys = await email_keys(conn, (c.email for c in changes if isinstance(c, KitChange)))
+        by_key: dict[str, list[_Profile]] = {}
+        by_id: dict[UUID, _Profile] = {}
+        for row in await conn.fetch(LOCK_PROFILES, sorted(set(keys.values()))):
+            profile = _Profile(row["id"], row["kit_subscriber_id"], row["kit_state"], None)
+            by_key.setdefault(row["email_key"], []).append(profile)
+            by_id[profile.id] = profile
+        if by_id:
+            for row in await conn.fetch(SELECT_VERSIONS, list(by_id)):
+                by_id[row["user_profile_id"]].version = (row["event_time"], row["event_id"])
 
         changed: dict[UUID, _Profile] = {}
         results: list[Result] = []
@@ -77,9 +89,10 @@ class KitHandler:
             if not isinstance(change, KitChange):
                 results.append(change)  # nothing we keep: its result is known already
                 continue
-            profiles = by_email.get(change.email)
+            key = keys[change.email]
+            profiles = by_key.get(key)
             if not profiles:
-                results.append(pending(UNKNOWN_EMAIL, waits.key(waits.PROFILE_EMAIL, change.email)))
+                results.append(pending(UNKNOWN_EMAIL, waits.key(waits.PROFILE_EMAIL, key)))
                 continue
             version = (event.time, event.id)
             for profile in profiles:

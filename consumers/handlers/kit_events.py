@@ -44,7 +44,7 @@ MAX_EMAIL = 256
 
 @dataclass(frozen=True, slots=True)
 class KitChange:
-    email: str  # lower-cased
+    email: str  # as sent, trimmed: the database derives the match key
     subscriber_id: str | None
     state: str | None  # None: the event says nothing about the state
 
@@ -80,7 +80,7 @@ def parse_kit(event: Event) -> KitChange | Result:
     raw_id = subscriber.get("id")
     subscriber_id = str(raw_id) if raw_id is not None and str(raw_id) else None
     return KitChange(
-        email=email.strip().lower(),
+        email=email.strip(),
         subscriber_id=subscriber_id,
         state=state_of(kind, subscriber),
     )

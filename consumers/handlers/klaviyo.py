@@ -2,7 +2,8 @@
 (docs/contract.md §6, seed 000).
 
 Flow-webhook profiles upsert the profile by ``klaviyo_id``; a new row needs its user, found
-by ``external_id`` (= ``users.uid``) or else by email. Consent events set the notification
+by ``external_id`` (= ``users.uid``) or else by email (the database's match key,
+:mod:`consumers.handlers.emails`). Consent events set the notification
 setting of the profile's user. The stats table follows through database triggers, so
 creating a profile counts the user's settings once and a consent flip moves one count.
 
@@ -20,6 +21,7 @@ from datetime import datetime
 import asyncpg
 
 from consumers.handlers import klaviyo_store as db
+from consumers.handlers.emails import email_keys
 from consumers.handlers.environment import property_mismatch
 from consumers.handlers.klaviyo_events import (
     FLOW_TYPE,
@@ -47,6 +49,7 @@ class _State:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.users = db.Users({}, {}, {})
+        self.email_keys: dict[str, str] = {}
         self.by_klaviyo_id: dict[str, db.Profile] = {}
         self.by_user: dict[int, db.Profile] = {}
         self.profile_versions: dict[str, datetime] = {}
@@ -57,15 +60,20 @@ class _State:
     async def load(
         self, conn: asyncpg.Connection, flows: Sequence[FlowProfile], consents: Sequence[Consent]
     ) -> None:
-        self.users = await db.select_users(
+        """Lock users, then profiles, then read the versions: each read that decides comes
+        after the locks that keep it true (docs/schema.md, "Lock order")."""
+        self.email_keys = await email_keys(conn, (f.email for f in flows if f.email))
+        klaviyo_ids = {f.klaviyo_id for f in flows} | {c.profile_id for c in consents}
+        self.users = await db.lock_users(
             conn,
             [f.external_id for f in flows if f.external_id],
-            [f.email.lower() for f in flows if f.email],
+            self.email_keys.values(),
+            klaviyo_ids,
         )
         user_ids = set(self.users.email_of)
-        klaviyo_ids = {f.klaviyo_id for f in flows} | {c.profile_id for c in consents}
         for profile in await db.select_profiles(conn, klaviyo_ids, user_ids):
             self._index(profile)
+        await db.lock_more_users(conn, self.users, self.by_user)
         self.profile_versions, self.setting_versions = await db.select_versions(
             conn,
             klaviyo_ids | set(self.by_klaviyo_id),
@@ -80,7 +88,7 @@ class _State:
         if flow.external_id and flow.external_id in self.users.by_uid:
             return self.users.by_uid[flow.external_id]
         if flow.email:
-            return self.users.by_email.get(flow.email.lower())
+            return self.users.by_email.get(self.email_keys[flow.email])
         return None
 
     def apply_flow(self, event: Event, flow: FlowProfile) -> Result:
@@ -93,7 +101,7 @@ class _State:
             user_id = self._user_of(flow)
             target = self.by_user.get(user_id) if user_id is not None else None
         if target is None and user_id is None:
-            return pending(UNKNOWN_USER, *_user_keys(flow))
+            return pending(UNKNOWN_USER, *self._user_keys(flow))
         versions = [self.profile_versions.get(flow.klaviyo_id)]
         if target is not None:
             versions.append(self.profile_versions.get(target.klaviyo_id))
@@ -117,6 +125,14 @@ class _State:
         self.profile_versions[flow.klaviyo_id] = event.time
         self.new_profile_versions[flow.klaviyo_id] = event.time
         return APPLIED
+
+    def _user_keys(self, flow: FlowProfile) -> list[str]:
+        keys = [waits.key(waits.KLAVIYO_ID, flow.klaviyo_id)]
+        if flow.external_id:
+            keys.append(waits.key(waits.USER_UID, flow.external_id))
+        if flow.email:
+            keys.append(waits.key(waits.USER_EMAIL, self.email_keys[flow.email]))
+        return keys
 
     def _update(self, profile: db.Profile, flow: FlowProfile) -> None:
         if profile.klaviyo_id != flow.klaviyo_id:
@@ -154,15 +170,6 @@ class _State:
         await db.write_profiles(conn, self.by_user.values(), now)
         await db.write_versions(conn, self.new_profile_versions)
         await db.write_settings(conn, self.settings, self.setting_versions)
-
-
-def _user_keys(flow: FlowProfile) -> list[str]:
-    keys = [waits.key(waits.KLAVIYO_ID, flow.klaviyo_id)]
-    if flow.external_id:
-        keys.append(waits.key(waits.USER_UID, flow.external_id))
-    if flow.email:
-        keys.append(waits.key(waits.USER_EMAIL, flow.email))
-    return keys
 
 
 class KlaviyoHandler:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
@@ -33,30 +33,63 @@ class Profile:
     dirty: bool = False
 
 
-SELECT_USERS = """
-SELECT id, uid, email
+# The users of the batch, locked before anything of theirs is touched (docs/schema.md,
+# "Lock order"): the candidates for a new profile (by uid, or by email key) and the owners of
+# the profiles the events name. The stats triggers lock the same rows once the profiles and
+# settings are written; taking them first, in id order, is what keeps a web-app transaction
+# that updated a user and then writes the user's settings from deadlocking with this one.
+LOCK_USERS = """
+SELECT id, uid, email, ingest_email_key(email) AS email_key
 FROM users
-WHERE uid = ANY($1::text[]) OR lower(email) = ANY($2::text[])
+WHERE uid = ANY($1::text[])
+   OR ingest_email_key(email) = ANY($2::text[])
+   OR id = ANY(ARRAY(SELECT user_id FROM user_klaviyo_profiles WHERE klaviyo_id = ANY($3::text[])))
 ORDER BY id
+FOR NO KEY UPDATE
+"""
+
+# A profile moved to another user after LOCK_USERS read it (the web app changed its user_id):
+# that user is locked too, before the versions are read.
+LOCK_MORE_USERS = """
+SELECT id FROM users WHERE id = ANY($1::int[]) ORDER BY id FOR NO KEY UPDATE
 """
 
 
 @dataclass(slots=True)
 class Users:
     by_uid: dict[str, int]
-    by_email: dict[str, int]  # lower-cased; the oldest user when several share an address
-    email_of: dict[int, str]
+    by_email: dict[str, int]  # by email key; the oldest user when several share an address
+    email_of: dict[int, str]  # the candidates for a new profile (found by uid or email)
+    locked: set[int] = field(default_factory=set)
 
 
-async def select_users(
-    conn: asyncpg.Connection, uids: Iterable[str], emails: Iterable[str]
+async def lock_users(
+    conn: asyncpg.Connection,
+    uids: Iterable[str],
+    email_keys: Iterable[str],
+    klaviyo_ids: Iterable[str],
 ) -> Users:
     users = Users({}, {}, {})
-    for row in await conn.fetch(SELECT_USERS, sorted(set(uids)), sorted(set(emails))):
-        users.by_uid[row["uid"]] = row["id"]
-        users.by_email.setdefault(row["email"].lower(), row["id"])
-        users.email_of[row["id"]] = row["email"]
+    wanted_uids, wanted_keys = set(uids), set(email_keys)
+    rows = await conn.fetch(
+        LOCK_USERS, sorted(wanted_uids), sorted(wanted_keys), sorted(set(klaviyo_ids))
+    )
+    for row in rows:
+        users.locked.add(row["id"])
+        if row["uid"] in wanted_uids:
+            users.by_uid[row["uid"]] = row["id"]
+            users.email_of[row["id"]] = row["email"]
+        if row["email_key"] in wanted_keys:
+            users.by_email.setdefault(row["email_key"], row["id"])
+            users.email_of[row["id"]] = row["email"]
     return users
+
+
+async def lock_more_users(conn: asyncpg.Connection, users: Users, user_ids: Iterable[int]) -> None:
+    more = sorted(set(user_ids) - users.locked)
+    if more:
+        await conn.fetch(LOCK_MORE_USERS, more)
+        users.locked.update(more)
 
 
 SELECT_PROFILES = """

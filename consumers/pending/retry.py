@@ -12,7 +12,8 @@ as ``expired: <reason>`` with their payload, replayable with ``pending retry --e
 
 Retries of different processes never apply one event twice: each transaction locks its rows
 first and skips rows another holds. An event that fails deterministically is dead-lettered and
-its inbox row released, so a replay from the DLQ can apply it.
+its inbox row released, so a replay from the DLQ can apply it; only if its row is still parked
+when it is buried (another replica may have applied it meanwhile).
 """
 
 from __future__ import annotations
@@ -224,8 +225,7 @@ class PendingRetry:
         for part in progress.results:
             report.add(part)
         if progress.poisoned:
-            await self._bury(progress.poisoned)
-            for p in progress.poisoned:
+            for p in await self._bury(progress.poisoned):
                 report.count(p.item.event.source, "dead")
         return report
 
@@ -245,23 +245,32 @@ class PendingRetry:
             report.count(event.source, result.outcome.value)
         return report
 
-    async def _bury(self, poisoned: Sequence[Poisoned[PendingRow]]) -> None:
-        letters = [
-            DeadLetter(
-                as_raw(p.item, self._prefix),
-                p.error,
-                p.attempts,
-                source=p.item.event.source,
-                event_id=p.item.event.id,
-            )
-            for p in poisoned
-        ]
+    async def _bury(self, poisoned: Sequence[Poisoned[PendingRow]]) -> list[Poisoned[PendingRow]]:
+        """Dead-letter the poisoned rows this transaction takes out of the pending table, and
+        release their inbox rows so a replay from the DLQ can apply them; returns them. A row
+        that is gone (another replica applied it: its inbox row is its effect's) or held by
+        another worker is left alone. The dead letters are published before the commit: if
+        the publish fails nothing is taken, and the rows are retried later."""
         keys = [(p.item.event.source, p.item.event.id) for p in poisoned]
-        await self._dead_letters.publish(letters)
         async with db.transaction(self.pool) as conn:
+            taken = await pending.take(conn, keys, self._scope)
+            dead = [p for p, k in zip(poisoned, keys, strict=True) if k in taken]
+            if not dead:
+                return []
+            letters = [
+                DeadLetter(
+                    as_raw(p.item, self._prefix),
+                    p.error,
+                    p.attempts,
+                    source=p.item.event.source,
+                    event_id=p.item.event.id,
+                )
+                for p in dead
+            ]
+            await self._dead_letters.publish(letters)
             await store.log_dead_letters(conn, [log_row(letter) for letter in letters])
-            await pending.delete(conn, keys, self._scope)
-            await store.release_inbox(conn, keys, self._scope)
+            await store.release_inbox(conn, sorted(taken), self._scope)
+        return dead
 
     async def revive_expired(self) -> int:
         """Put the expired events of these sources back in the pending table, due now."""

@@ -161,6 +161,33 @@ async def delete(conn: asyncpg.Connection, keys: Sequence[tuple[str, str]], scop
     await delete_keys(conn, DELETE, keys, scope)
 
 
+# Delete the rows of ``keys`` that are still parked and that no other transaction holds;
+# return the ones deleted.
+TAKE = """
+DELETE FROM ingest_pending p
+USING (
+    SELECT q.source, q.event_id
+    FROM ingest_pending q
+    JOIN unnest($1::text[], $2::text[]) AS k(source, event_id)
+      ON q.source = k.source AND q.event_id = k.event_id
+    FOR UPDATE OF q SKIP LOCKED
+) AS held
+WHERE p.source = held.source AND p.event_id = held.event_id
+RETURNING p.source, p.event_id
+"""
+
+
+async def take(
+    conn: asyncpg.Connection, keys: Sequence[tuple[str, str]], scope: str
+) -> set[tuple[str, str]]:
+    """Delete the still-parked rows of ``keys`` that no other worker holds; return their keys.
+    A row another replica applied (deleted) or is retrying (locked) is not returned."""
+    if not keys:
+        return set()
+    rows = await conn.fetch(TAKE, [stored_source(s, scope) for s, _ in keys], [i for _, i in keys])
+    return keys_of(rows, scope)
+
+
 EXPIRED_PREFIX = "expired: "
 
 # One pass at a time consumes wake-ups (replicas would otherwise update the same rows in

@@ -1,7 +1,9 @@
 """The keys a parked event waits for: ``kind:value``, one kind per target column.
 
-``sql/0004_parked_events.sql`` builds the same keys in its triggers when a target row is
-inserted (or its key column changes); the two lists must agree.
+``sql/0004_parked_events.sql`` (with ``sql/0007_email_match_key.sql``) builds the same keys in
+its triggers when a target row is inserted (or its key column changes); the two lists must
+agree. Values are taken as given: an email's value is its database match key
+(:func:`consumers.handlers.emails.email_keys`), never lower-cased here.
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ from uuid import UUID
 
 REVENUECAT_ID = "revenuecat_id"  # user_revenue_cat_ids.revenue_cat_id
 USER_UID = "user_uid"  # users.uid
-USER_EMAIL = "user_email"  # lower(users.email)
+USER_EMAIL = "user_email"  # ingest_email_key(users.email)
 PROFILE_ID = "profile_id"  # user_profiles.id
-PROFILE_EMAIL = "profile_email"  # lower(user_profiles.email)
+PROFILE_EMAIL = "profile_email"  # ingest_email_key(user_profiles.email)
 KLAVIYO_ID = "klaviyo_id"  # user_klaviyo_profiles.klaviyo_id
 EXPERIMENT = "experiment"  # experiments.name (also woken by a new variant)
 PARTICIPATION = "participation"  # user_experiment_participation (user_id/experiment_id)
@@ -29,12 +31,10 @@ KINDS = (
     PARTICIPATION,
     PARTICIPANT,
 )
-_LOWERED = frozenset({USER_EMAIL, PROFILE_EMAIL})
 
 
 def key(kind: str, value: str | UUID) -> str:
-    text = str(value)
-    return f"{kind}:{text.lower() if kind in _LOWERED else text}"
+    return f"{kind}:{value}"
 
 
 def participation(user_id: UUID, experiment_id: UUID) -> str:

@@ -34,6 +34,7 @@ async def test_health_ready_and_metrics() -> None:
     metrics.LAG.labels("t", "0").set(0)
     metrics.PENDING_EVENTS.labels("unknown email").set(0)
     metrics.DLQ_REPLAYED.labels("kit").inc(0)
+    metrics.POISON_FLOOD.labels("kit").set(0)
 
     live = {"live": True}
 

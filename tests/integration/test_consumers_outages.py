@@ -225,13 +225,15 @@ async def test_a_handler_raising_key_error_stops_the_runner_without_committing(
 async def test_a_poison_flood_holds_not_ready_without_exiting(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:
+    # A kit-only consumer whose every record is poison: holding stalls no healthy source.
+    settings = settings.with_overrides(poison_min_records=6)
     bootstrap = settings.kafka_bootstrap_servers or ""
     email = await new_kit_profile(pool)
     poison = [r for _ in range(3) for r in poison_records(email)]
     await publish(bootstrap, settings.topic_prefix, poison)
     async with started(settings, pool) as (runner, task, stop):
         await until(lambda: _true(runner.held is not None), "the runner to hold")
-        assert REGISTRY.get_sample_value("consumer_poison_flood") == 1
+        assert REGISTRY.get_sample_value("consumer_poison_flood", {"source": "kit"}) == 1
         assert runner.ready is False
         assert not task.done()
         assert await nothing_committed(runner)
@@ -245,6 +247,7 @@ async def test_replayed_dead_letters_that_fail_again_do_not_make_a_flood(
 ) -> None:
     # The same batch as above, as `dlq replay` would send it back: each record carries its
     # replay count. They were poison before; failing again is no sign of a broken deployment.
+    settings = settings.with_overrides(poison_min_records=6)
     bootstrap = settings.kafka_bootstrap_servers or ""
     email = await new_kit_profile(pool)
     poison = [

@@ -126,3 +126,25 @@ async def test_fatal_errors_are_not_isolated() -> None:
 
     with pytest.raises(asyncpg.UndefinedTableError):
         await isolate([1, 2], broken, key=lambda i: i, event_id=str, progress=Progress())
+
+
+@pytest.mark.parametrize(
+    ("items", "bad"),
+    [
+        pytest.param(list(range(8)), set(), id="clean batch"),
+        pytest.param(list(range(16)), {3, 4, 11}, id="several"),
+        pytest.param(list(range(4)), {0, 1, 2, 3}, id="all poison"),
+    ],
+)
+async def test_every_transaction_beats_the_liveness(items: list[int], bad: set[int]) -> None:
+    store = Store(bad)
+    beats: list[int] = []
+    await isolate(
+        items,
+        store.apply,
+        key=lambda i: i,
+        event_id=str,
+        progress=Progress(),
+        beat=lambda: beats.append(store.transactions),
+    )
+    assert beats == list(range(1, store.transactions + 1))

@@ -271,7 +271,8 @@ def kit_value(type_: str, **subscriber: Any) -> dict[str, Any]:
 def test_kit_state(value: dict[str, Any], state: str | None) -> None:
     value["data"]["subscriber"].update(id=42, email_address=" Ann@X.io ")
     change = parse_kit(event("kit", f"kit.{value['type']}", value))
-    assert change == KitChange(email="ann@x.io", subscriber_id="42", state=state)
+    # Trimmed, not lower-cased: the database derives the match key (sql/0007).
+    assert change == KitChange(email="Ann@X.io", subscriber_id="42", state=state)
 
 
 @pytest.mark.parametrize(
