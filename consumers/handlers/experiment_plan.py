@@ -143,6 +143,10 @@ class Plan:
     def participation(self, key: Key) -> Participation | None:
         return self._state.get(key)
 
+    def participation_keys(self) -> list[Key]:
+        """Every participation the plan holds (stored or planned), in key order."""
+        return sorted(self._state)
+
     def exposed_earlier(self) -> list[Key]:
         """Keys whose participation this batch created, moved to an earlier first exposure or
         to another variant, in key order: purchases made since that exposure may now count."""

@@ -16,7 +16,6 @@ from tests.integration.experiments_helpers import (
     apply,
     at,
     create_experiment,
-    create_profile,
     events,
     item,
     participation,

@@ -55,6 +55,7 @@ FOREIGN_KEYS = {
     ("conversion_attribution", "variant_id"): ("variants", CASCADE),
     ("ingest_kit_versions", "user_profile_id"): ("user_profiles", CASCADE),
     ("ingest_notification_setting_versions", "user_id"): ("users", CASCADE),
+    ("ingest_revenuecat_experiment_map", "experiment_id"): ("experiments", CASCADE),
 }
 
 UNIQUE = {
@@ -131,6 +132,9 @@ INDEXES = [
     ("ingest_pending", "USING btree (next_attempt_at, source, event_id)"),
     ("ingest_skipped", "USING btree (skipped_at)"),
     ("ingest_dead_letters", "USING btree (dead_at)"),
+    ("ingest_revenuecat_ledger", "USING gin (revenue_cat_ids) WITH (fastupdate=off)"),
+    ("ingest_revenuecat_ledger", "USING btree (transaction_id) WHERE (transaction_id IS NOT NULL)"),
+    ("conversions", "USING btree (((details ->> 'revenuecat_event_id'::text)))"),
 ]
 
 
