@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from consumers.handlers.buyers import identifiers
+from consumers.handlers.environment import revenuecat_store_environment
 from consumers.handlers.experiment_items import DEFAULT_WINDOW_DAYS, money
 from consumers.handlers.experiment_plan import Conversion, Experiment, Key, Plan
 from consumers.types import APPLIED, Event
@@ -96,7 +97,7 @@ def money_of(event: Event) -> Money | None:
     """The purchase, refund or reversal an applied RevenueCat event describes, or None.
     Sandbox events are test purchases, not revenue."""
     data = event.data
-    if not isinstance(data, Mapping) or data.get("environment") != "PRODUCTION":
+    if not isinstance(data, Mapping) or revenuecat_store_environment(data) != "PRODUCTION":
         return None
     kind = _kind(data)
     if kind is None:
