@@ -53,7 +53,7 @@ async def deliver(pool: asyncpg.Pool, *batch: Event) -> list[str]:
 
 async def net_revenue(pool: asyncpg.Pool, name: str = "checkout") -> dict[str, float]:
     async with pool.acquire() as conn:
-        built = await build(conn, name)
+        built = await build(conn, name)  # type: ignore[arg-type]  # a pooled Connection
     assert built is not None
     return {v["name"]: v["revenue"] for v in as_dict(*built)["variants"]}
 

@@ -12,7 +12,7 @@ import pytest
 
 from consumers.apply import apply_in_transaction
 from consumers.handlers.revenuecat import RevenueCatHandler
-from consumers.types import Context, Handler
+from consumers.types import Handler
 from tests.integration.experiments_helpers import at
 from tests.integration.test_experiments_purchases import PRODUCTION, RC_ID, make_buyer, purchase
 from tests.support import PENDING
@@ -21,12 +21,10 @@ HANDLERS: dict[str, Handler] = {"revenuecat": RevenueCatHandler()}
 ATTRIBUTES = {"plan": {"value": "gold", "updated_at_ms": 1_700_000_000_000}}
 
 
-async def deliver(
-    pool: asyncpg.Pool, ctx: Context = PRODUCTION, **fields: Any
-) -> tuple[str, str | None]:
+async def deliver(pool: asyncpg.Pool, **fields: Any) -> tuple[str, str | None]:
     event = purchase(at(1), **fields)
     report = await apply_in_transaction(
-        pool, HANDLERS, [event], ctx, backoff_max_s=PENDING.backoff_max_s
+        pool, HANDLERS, [event], PRODUCTION, backoff_max_s=PENDING.backoff_max_s
     )
     (settled,) = report.settled
     return settled.disposition.value, settled.reason
