@@ -5,10 +5,10 @@ others are caught up, a second group starts on the lagging topic from its beginn
 SIGKILLed once it has committed its first events, and restarted). Run twice: the
 experiments topic lagging (every purchase applies before any participation exists, and each
 participation must find its purchases in the ledger), then the RevenueCat topic lagging
-(every purchase applies after all participations). Purchases fall before, during and after the exposures, some are
-refunded and some refunds reversed, and some participations see an earlier impression of the
-other variant. Both runs must end in the oracle's state: 0 purchase conversions lost, 0
-doubled.
+(every purchase applies after all participations). Purchases fall before, during and after
+the exposures, some are refunded and some refunds reversed, and some participations see an
+earlier impression of the other variant. Both runs must end in the oracle's state: 0 purchase
+conversions lost, 0 doubled.
 """
 
 from __future__ import annotations
