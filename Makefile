@@ -24,8 +24,8 @@ dev: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest
 
-## Whole-system faults (crashes, outages, poison, restarts, replay) against an oracle; about
-## 4 min on 2 cores (docs/reliability.md).
+## Whole-system faults (crashes, outages, poison, restarts, replay, lag) against an oracle; about
+## 5 min on 2 cores (docs/reliability.md).
 ## FAULTS_SEED=<n> replays a run (the seed is printed).
 test-faults: $(STAMP)
 	$(BIN)/pytest tests/faults -s

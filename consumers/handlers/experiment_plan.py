@@ -8,6 +8,11 @@ increments it. It only produces rows; :mod:`consumers.handlers.experiment_store`
 Participations are written as merges (see ``UPSERT_PARTICIPATIONS``): impressions are added
 as a count, dates move only earlier, flags only turn on. Applying an older event after a
 newer one therefore never loses what the newer one recorded.
+
+The earliest exposure decides (by event time, then variant id for an exact tie): an impression
+earlier than the stored first exposure moves it back, and when it is of another variant the
+participation switches to that variant (``variant_switched``); the store then marks the other
+variant's impressions ineligible, recounts ``total_impressions`` and moves the conversions.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ Key = tuple[uuid.UUID, uuid.UUID]  # (user_profiles.id, experiments.id)
 ENDED_STATUSES = frozenset({"completed", "archived"})
 SECONDS_PER_DAY = 86_400
 FIRST_EXPOSURE = "first_exposure"
+# user_eligibility_status.reason of an impression of a variant the user is not assigned to.
+INELIGIBLE_REASON = "assigned_to_other_variant"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +134,29 @@ class Plan:
         # flag of the one it displaced must be cleared.
         self.first_impression_moved: dict[Key, uuid.UUID] = {}
         self.first_conversion_moved: dict[Key, uuid.UUID] = {}
+        # Keys whose participation moved to another variant: an earlier exposure of it came.
+        self.variant_switched: dict[Key, uuid.UUID] = {}
+        self._exposed: dict[Key, tuple[datetime, uuid.UUID]] = {
+            key: (p.first_exposure_date, p.variant_id) for key, p in self._state.items()
+        }
 
     def participation(self, key: Key) -> Participation | None:
         return self._state.get(key)
+
+    def participation_keys(self) -> list[Key]:
+        """Every participation the plan holds (stored or planned), in key order."""
+        return sorted(self._state)
+
+    def exposed_earlier(self) -> list[Key]:
+        """Keys whose participation this batch created, moved to an earlier first exposure or
+        to another variant, in key order: purchases made since that exposure may now count."""
+        found = []
+        for key in sorted(self._touched):
+            part = self._state[key]
+            before = self._exposed.get(key)
+            if before is None or (part.first_exposure_date, part.variant_id) != before:
+                found.append(key)
+        return found
 
     def touched(self) -> list[Participation]:
         """Participations this batch changed, in key order (the order rows are locked in)."""
@@ -156,11 +183,35 @@ class Plan:
         elif part is None:
             first = True
             self._store(Participation(user_id, experiment_id, variant_id, at, added_impressions=1))
-        elif part.variant_id != variant_id:
+        elif part.variant_id != variant_id and (part.first_exposure_date, part.variant_id) < (
+            at,
+            variant_id,
+        ):
             # A user stays in the variant of their first exposure; the stray impression is
             # kept for analysis but marked ineligible and does not count.
             eligible = False
-            columns = {**columns, "user_eligibility_status": _ineligible(columns, part)}
+            columns = {
+                **columns,
+                "user_eligibility_status": _ineligible(columns, variant_id=part.variant_id),
+            }
+        elif part.variant_id != variant_id:
+            # An earlier exposure to another variant: it decides. The store marks the
+            # impressions of the variant left ineligible and moves the conversions.
+            first = True
+            self._store(
+                Participation(
+                    user_id,
+                    experiment_id,
+                    variant_id,
+                    at,
+                    part.has_converted,
+                    part.first_conversion_date,
+                    part.conversion_within_window,
+                    part.added_impressions + 1,
+                )
+            )
+            self.first_impression_moved[key] = impression_id
+            self.variant_switched[key] = variant_id
         else:
             first = at < part.first_exposure_date
             # Built field by field: dataclasses.replace costs several times more, once per
@@ -216,9 +267,9 @@ class Plan:
         return APPLIED
 
 
-def _ineligible(columns: Mapping[str, Any], part: Participation) -> Any:
+def _ineligible(columns: Mapping[str, Any], *, variant_id: uuid.UUID) -> Any:
     status = columns.get("user_eligibility_status")
-    note = {"reason": "assigned_to_other_variant", "assigned_variant_id": str(part.variant_id)}
+    note = {"reason": INELIGIBLE_REASON, "assigned_variant_id": str(variant_id)}
     if isinstance(status, Mapping):
         return {**status, **note}
     return note

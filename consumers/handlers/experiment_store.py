@@ -8,18 +8,17 @@ enums from text), so the statements do not depend on codecs registered on the co
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
 import orjson
 
+from consumers.handlers import experiment_moves as moves
 from consumers.handlers.experiment_plan import (
     FIRST_EXPOSURE,
     ConversionRow,
     ImpressionRow,
-    Key,
     Participation,
     Plan,
 )
@@ -119,6 +118,11 @@ INSERT INTO user_experiment_participation AS p (user_id, experiment_id, variant_
 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::int4[],
     $6::bool[], $7::timestamptz[], $8::bool[])
 ON CONFLICT (user_id, experiment_id) DO UPDATE SET
+    -- The earliest exposure decides the variant (ties: the smaller variant id), as in the plan.
+    variant_id = CASE
+        WHEN (excluded.first_exposure_date, excluded.variant_id)
+             < (p.first_exposure_date, p.variant_id)
+        THEN excluded.variant_id ELSE p.variant_id END,
     first_exposure_date = least(p.first_exposure_date, excluded.first_exposure_date),
     total_impressions = coalesce(p.total_impressions, 0) + excluded.total_impressions,
     has_converted = coalesce(p.has_converted, false) OR excluded.has_converted,
@@ -126,50 +130,6 @@ ON CONFLICT (user_id, experiment_id) DO UPDATE SET
     conversion_within_window = coalesce(p.conversion_within_window, false)
         OR excluded.conversion_within_window,
     updated_at = now()
-"""
-
-CLEAR_FIRST_EXPOSURE = """
-UPDATE impressions AS i SET is_first_exposure = false
-FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS d(user_id, experiment_id, keep_id)
-WHERE i.user_id = d.user_id AND i.experiment_id = d.experiment_id
-  AND i.is_first_exposure AND i.id <> d.keep_id
-"""
-
-CLEAR_FIRST_CONVERSION = """
-UPDATE conversions AS c SET is_first_conversion_for_experiment = false
-FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS d(user_id, experiment_id, keep_id)
-WHERE c.user_id = d.user_id AND c.experiment_id = d.experiment_id
-  AND c.is_first_conversion_for_experiment AND c.id <> d.keep_id
-"""
-
-# An impression earlier than the stored first exposure moved it back: every conversion of
-# that participation is now later after exposure, so its time_to_convert, its attribution
-# hours and the participation's conversion_within_window are computed again.
-RECOMPUTE_CONVERSIONS = """
-WITH parts AS (
-    SELECT p.user_id, p.experiment_id, p.first_exposure_date
-    FROM user_experiment_participation AS p
-    JOIN unnest($1::uuid[], $2::uuid[]) AS k(user_id, experiment_id)
-      ON p.user_id = k.user_id AND p.experiment_id = k.experiment_id
-), moved AS (
-    UPDATE conversions AS c
-    SET original_exposure_date = parts.first_exposure_date,
-        time_to_convert = extract(epoch FROM c.created_at - parts.first_exposure_date)::int4
-    FROM parts
-    WHERE c.user_id = parts.user_id AND c.experiment_id = parts.experiment_id
-    RETURNING c.id, c.user_id, c.experiment_id, c.time_to_convert,
-              c.time_to_convert <= coalesce(c.conversion_window_days, 30) * 86400 AS within
-), hours AS (
-    UPDATE conversion_attribution AS a
-    SET time_to_conversion_hours = moved.time_to_convert / 3600
-    FROM moved
-    WHERE a.conversion_id = moved.id
-    RETURNING a.id
-)
-UPDATE user_experiment_participation AS p
-SET conversion_within_window = w.within, updated_at = now()
-FROM (SELECT user_id, experiment_id, bool_or(within) AS within FROM moved GROUP BY 1, 2) AS w
-WHERE p.user_id = w.user_id AND p.experiment_id = w.experiment_id
 """
 
 
@@ -258,11 +218,6 @@ def participation_args(part: Participation) -> tuple[Any, ...]:
     )
 
 
-def _moved(moved: Mapping[Key, uuid.UUID]) -> tuple[list[uuid.UUID], ...]:
-    keys = sorted(moved)
-    return [k[0] for k in keys], [k[1] for k in keys], [moved[k] for k in keys]
-
-
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
     """Parallel arrays (one list per column) of the given rows, for ``unnest``."""
     if not rows:
@@ -283,8 +238,4 @@ async def write(conn: asyncpg.Connection, plan: Plan) -> None:
     if touched:
         rows = [participation_args(p) for p in touched]
         await conn.execute(UPSERT_PARTICIPATIONS, *_columns(rows, len(rows[0])))
-    if plan.first_impression_moved:
-        await conn.execute(CLEAR_FIRST_EXPOSURE, *_moved(plan.first_impression_moved))
-        await conn.execute(RECOMPUTE_CONVERSIONS, *_moved(plan.first_impression_moved)[:2])
-    if plan.first_conversion_moved:
-        await conn.execute(CLEAR_FIRST_CONVERSION, *_moved(plan.first_conversion_moved))
+    await moves.write(conn, plan)

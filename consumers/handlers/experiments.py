@@ -11,6 +11,9 @@ Outcomes per event:
 - an experiment that is inactive, ended, or not started at the event's time: skipped;
 - an id already stored (impressions and conversions keep the event id): applied, no effect;
 - otherwise applied.
+
+A participation the batch creates, moves to an earlier first exposure or to another variant
+converts the RevenueCat purchases of the ledger made since (:mod:`consumers.handlers.ledger`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 import asyncpg
 
+from consumers.handlers import buyers, ledger, refunds
 from consumers.handlers.experiment_items import Item, parse_item
 from consumers.handlers.experiment_plan import Conversion, Experiment, Plan
 from consumers.handlers.experiment_reads import (
@@ -58,14 +62,24 @@ class ExperimentsHandler:
             for item in items
             if item.experiment in experiments
         ]
-        # Serialise on the keys before reading them: two transactions creating the same first
-        # participation would otherwise both plan it (two first exposures, or an impression
-        # counted under the other's variant).
+        # The people first, as every transaction touching participations and the purchase
+        # ledger does (consumers.handlers.buyers); then the keys, before reading them: two
+        # transactions creating the same first participation would otherwise both plan it
+        # (two first exposures, or an impression counted under the other's variant).
+        await buyers.lock_profiles(conn, (user for user, _ in keys))
         await lock_participation_keys(conn, keys)
         plan = Plan(await lock_participations(conn, keys))
         planner = _Planner(plan, experiments, known)
         results = [planner.plan(item) for item in items]
+        # Participations created or exposed earlier convert the purchases made since.
+        exposed = plan.exposed_earlier()
+        converted = []
+        if exposed:
+            by_id = {e.id: e for e in experiments.values()}
+            candidates = await ledger.ledger_candidates(conn, exposed)
+            converted = await ledger.convert(conn, plan, by_id, candidates)
         await write(conn, plan)
+        await refunds.sync(conn, (m.transaction_id for m in converted))
         return results
 
 

@@ -1,43 +1,40 @@
-"""RevenueCat purchases as experiment conversions (docs/contract.md §6, Experiments).
+"""RevenueCat money as experiment conversions: which events are purchases, refunds and
+refund reversals, and the conversion a purchase makes (docs/experiments.md, "RevenueCat
+purchases"). Pure: the SQL is in :mod:`consumers.handlers.ledger` and
+:mod:`consumers.handlers.refunds`.
 
 A purchase (INITIAL_PURCHASE, RENEWAL, NON_RENEWING_PURCHASE, PRODUCT_CHANGE with a positive
 ``price`` in the PRODUCTION store environment) becomes a ``purchase`` conversion worth
-``price`` for every experiment its buyer participates in. The buyer is bridged across the two
-identity worlds: revenue cat id -> ``user_revenue_cat_ids`` -> ``users.email`` ->
-``user_profiles`` with the same lower-cased email -> ``user_experiment_participation``.
+``price`` in every participation of its buyer exposed at or before it, in an experiment that
+counts at the purchase's time (:meth:`Experiment.refusal`). The conversion id is
+``uuid5(revenuecat event id, experiment id)``, so the same purchase converts once per
+experiment whichever path (the purchase applying, or a participation appearing later) gets
+there first.
 
-Only participations exposed at or before the purchase, in experiments that count at the
-purchase's time (:meth:`Experiment.refusal`), convert. The conversion id is
-``uuid5(revenuecat event id, experiment id)``, so a redelivered purchase finds its conversion
-already stored and adds nothing.
-
-A purchase whose buyer has no participation exposed by then (the impression may still be on
-its way: the topics lag independently) is not lost: its conversion work is parked as an event
-of its own (type :data:`PURCHASE_WORK_TYPE`, id ``<event id>/purchase``) waiting for the
-buyer's participation, and converts when it appears. The RevenueCat event itself is applied.
+A refund is a CANCELLATION with ``cancel_reason = CUSTOMER_SUPPORT`` and a negative
+``price``; a REFUND_REVERSED undoes the refund of its transaction. Both name the refunded
+transaction in ``transaction_id``.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
-
+from consumers.handlers.buyers import identifiers
+from consumers.handlers.environment import revenuecat_store_environment
 from consumers.handlers.experiment_items import DEFAULT_WINDOW_DAYS, money
 from consumers.handlers.experiment_plan import Conversion, Experiment, Key, Plan
-from consumers.handlers.experiment_reads import participation_of
-from consumers.handlers.experiment_store import write
-from consumers.pending import waits
-from consumers.types import APPLIED, Context, Event, Result, pending
+from consumers.types import APPLIED, Event
 
 PURCHASE_TYPES = frozenset(
     {"INITIAL_PURCHASE", "RENEWAL", "NON_RENEWING_PURCHASE", "PRODUCT_CHANGE"}
 )
+PURCHASE, REFUND, REFUND_REVERSED = "purchase", "refund", "refund_reversed"
 PURCHASE_CONVERSION_TYPE = "purchase"
 ATTRIBUTION_SOURCE = "revenuecat"
 CONVERSION_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:webhook-ingester:revenuecat-purchase")
@@ -50,89 +47,92 @@ _DETAIL_FIELDS = (
     "original_transaction_id",
     "period_type",
     "presented_offering_id",
+    "cancel_reason",
 )
 
+# Conversion work parked by versions before the purchase ledger (``<event id>/purchase``):
+# retried, it records its purchase in the ledger like a live one.
 PURCHASE_WORK_TYPE = "revenuecat.purchase_conversion"
 WORK_SUFFIX = "/purchase"
-NO_PARTICIPATION = "purchase before participation"
-
-# The buyers of the batch: their email, and their profile when they have one.
-SELECT_BUYERS = """
-SELECT DISTINCT k.ord, lower(u.email) AS email, up.id AS profile_id
-FROM unnest($1::text[], $2::int4[]) AS k(revenue_cat_id, ord)
-JOIN user_revenue_cat_ids AS r ON r.revenue_cat_id = k.revenue_cat_id
-JOIN users AS u ON u.id = r.user_id
-LEFT JOIN user_profiles AS up ON lower(up.email) = lower(u.email)
-"""
-
-# Every participation of those buyers, locked in key order.
-SELECT_BUYER_PARTICIPATIONS = """
-SELECT p.user_id, p.experiment_id, p.variant_id, p.first_exposure_date,
-       coalesce(p.has_converted, false) AS has_converted, p.first_conversion_date,
-       coalesce(p.conversion_within_window, false) AS conversion_within_window,
-       e.name, coalesce(e.is_active, true) AS is_active,
-       coalesce(e.status::text, 'draft') AS status, e.started_at, e.ended_at
-FROM user_experiment_participation AS p
-JOIN experiments AS e ON e.id = p.experiment_id
-WHERE p.user_id = ANY($1::uuid[])
-ORDER BY p.user_id, p.experiment_id
-FOR UPDATE OF p
-"""
-
-SELECT_STORED_CONVERSIONS = "SELECT id FROM conversions WHERE id = ANY($1::uuid[])"
 
 
 @dataclass(frozen=True, slots=True)
-class Purchase:
+class Money:
+    """A purchase, refund or refund reversal as the ledger keeps it."""
+
+    kind: str  # PURCHASE | REFUND | REFUND_REVERSED
     event_id: str
     at: datetime
-    price: Decimal
+    amount: Decimal  # USD, never negative: a refund's refunded amount
     revenue_cat_ids: tuple[str, ...]
-    details: Mapping[str, Any]
+    transaction_id: str | None
+    details: Mapping[str, Any] = field(default_factory=dict)
 
 
-def purchase_of(event: Event) -> Purchase | None:
-    """The purchase an applied RevenueCat event describes, or None if it is not one."""
-    data = event.data
-    if not isinstance(data, Mapping) or data.get("type") not in PURCHASE_TYPES:
-        return None
-    if data.get("environment") != "PRODUCTION":
-        return None  # sandbox purchases are test purchases, not revenue
-    raw_price = data.get("price")
-    if isinstance(raw_price, bool) or not isinstance(raw_price, int | float) or raw_price <= 0:
+def _amount(value: Any) -> Decimal | None:
+    """A price as numeric(10, 2), or None when it is not a usable number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:
-        price = money(raw_price)
+        return money(abs(value))
     except ValueError:
         return None
-    if price <= 0:
+
+
+def _kind(data: Mapping[str, Any]) -> str | None:
+    kind = data.get("type")
+    price = data.get("price")
+    positive = isinstance(price, int | float) and not isinstance(price, bool) and price > 0
+    if kind in PURCHASE_TYPES:
+        return PURCHASE if positive else None
+    if kind == "CANCELLATION" and data.get("cancel_reason") == "CUSTOMER_SUPPORT":
+        negative = isinstance(price, int | float) and not isinstance(price, bool) and price < 0
+        return REFUND if negative else None
+    if kind == "REFUND_REVERSED":
+        return REFUND_REVERSED
+    return None
+
+
+def money_of(event: Event) -> Money | None:
+    """The purchase, refund or reversal an applied RevenueCat event describes, or None.
+    Sandbox events are test purchases, not revenue."""
+    data = event.data
+    if not isinstance(data, Mapping) or revenuecat_store_environment(data) != "PRODUCTION":
         return None
-    ids = [data.get("app_user_id"), data.get("original_app_user_id")]
-    aliases = data.get("aliases")
-    if isinstance(aliases, list):
-        ids.extend(aliases)
-    revenue_cat_ids = tuple(dict.fromkeys(i for i in ids if isinstance(i, str) and i))
+    kind = _kind(data)
+    if kind is None:
+        return None
+    amount = _amount(data.get("price")) if kind != REFUND_REVERSED else Decimal("0.00")
+    if amount is None or (kind != REFUND_REVERSED and amount <= 0):
+        return None
+    revenue_cat_ids = tuple(identifiers(data))
     event_id = event.id.removesuffix(WORK_SUFFIX) if is_work(event) else event.id
-    details = {"revenuecat_event_id": event_id, "revenuecat_event_type": data["type"]}
+    details: dict[str, Any] = {
+        "revenuecat_event_id": event_id,
+        "revenuecat_event_type": data["type"],
+    }
     details.update({name: data[name] for name in _DETAIL_FIELDS if data.get(name) is not None})
-    return Purchase(event_id, event.time, price, revenue_cat_ids, details)
+    transaction = data.get("transaction_id")
+    transaction_id = transaction if isinstance(transaction, str) and transaction else None
+    return Money(kind, event_id, event.time, amount, revenue_cat_ids, transaction_id, details)
+
+
+def purchase_of(event: Event) -> Money | None:
+    """The purchase an applied RevenueCat event describes, or None if it is not one."""
+    found = money_of(event)
+    return found if found is not None and found.kind == PURCHASE else None
 
 
 def is_work(event: Event) -> bool:
-    """Whether ``event`` is the parked conversion work of a purchase, not a RevenueCat event."""
+    """Whether ``event`` is purchase work parked before the ledger, not a RevenueCat event."""
     return event.type == PURCHASE_WORK_TYPE
-
-
-def work_event(event: Event) -> Event:
-    """The parked conversion work of a purchase event."""
-    return replace(event, id=event.id + WORK_SUFFIX, type=PURCHASE_WORK_TYPE, position=None)
 
 
 def conversion_id(revenuecat_event_id: str, experiment_id: uuid.UUID) -> uuid.UUID:
     return uuid.uuid5(CONVERSION_NAMESPACE, f"{revenuecat_event_id}/{experiment_id}")
 
 
-def purchase_conversion(purchase: Purchase, key: Key) -> Conversion:
+def purchase_conversion(purchase: Money, key: Key) -> Conversion:
     user_id, experiment_id = key
     return Conversion(
         id=conversion_id(purchase.event_id, experiment_id),
@@ -141,80 +141,34 @@ def purchase_conversion(purchase: Purchase, key: Key) -> Conversion:
         at=purchase.at,
         conversion_type=PURCHASE_CONVERSION_TYPE,
         window_days=DEFAULT_WINDOW_DAYS,
-        value=purchase.price,
+        value=purchase.amount,
         columns={"details": purchase.details, "conversion_attribution_source": ATTRIBUTION_SOURCE},
     )
 
 
-async def record_purchases(
-    conn: asyncpg.Connection, events: Sequence[Event], ctx: Context
-) -> dict[str, Result]:
-    """Turn applied RevenueCat purchase events (and parked purchase work) into conversions for
-    every experiment the purchasing person participates in. Called by the RevenueCat handler
-    inside its transaction; events that are not purchases are ignored. Returns, by event id,
-    a pending result for each purchase with no participation to convert yet (the caller
-    returns its work as a follow-up, for the runtime to park) and APPLIED for the others."""
-    purchases = [(e.id, p) for e in events if (p := purchase_of(e)) is not None]
-    pairs = [(rc_id, o) for o, (_, p) in enumerate(purchases) for rc_id in p.revenue_cat_ids]
-    if not pairs:
-        return {}
-    buyers = await conn.fetch(SELECT_BUYERS, [rc for rc, _ in pairs], [o for _, o in pairs])
-    profiles: dict[int, set[uuid.UUID]] = {}
-    emails: dict[int, set[str]] = {}
-    for row in buyers:
-        emails.setdefault(row["ord"], set()).add(row["email"])
-        if row["profile_id"] is not None:
-            profiles.setdefault(row["ord"], set()).add(row["profile_id"])
-    every = sorted({p for ps in profiles.values() for p in ps})
-    rows = await conn.fetch(SELECT_BUYER_PARTICIPATIONS, every) if every else []
-    experiments: dict[uuid.UUID, Experiment] = {}
-    by_user: dict[uuid.UUID, list[Key]] = {}
-    participations = {}
-    for row in rows:
-        part = participation_of(row)
-        participations[part.key] = part
-        by_user.setdefault(part.user_id, []).append(part.key)
-        experiments[part.experiment_id] = Experiment(
-            row["experiment_id"],
-            row["name"],
-            row["is_active"],
-            row["status"],
-            row["started_at"],
-            row["ended_at"],
-        )
-    candidates = [
-        (o, purchase, key)
-        for o, (_, purchase) in enumerate(purchases)
-        for key in sorted({k for u in profiles.get(o, ()) for k in by_user.get(u, ())})
-        if experiments[key[1]].refusal(purchase.at) is None
-    ]
-    stored = {
-        r["id"]
-        for r in await conn.fetch(
-            SELECT_STORED_CONVERSIONS,
-            [conversion_id(p.event_id, key[1]) for _, p, key in candidates],
-        )
-    }
-    plan = Plan(participations.values())
-    converted: set[int] = set()
-    for o, purchase, key in candidates:
+def counts(
+    purchase: Money, key: Key, plan: Plan, experiments: Mapping[uuid.UUID, Experiment]
+) -> bool:
+    """Whether ``purchase`` converts in the participation ``key`` as the plan holds it:
+    exposed at or before the purchase, in an experiment that counts at its time."""
+    part = plan.participation(key)
+    if part is None or purchase.at < part.first_exposure_date:
+        return False
+    experiment = experiments.get(key[1])
+    return experiment is not None and experiment.refusal(purchase.at) is None
+
+
+def plan_conversions(
+    plan: Plan, candidates: Iterable[tuple[Money, Key]], stored: set[uuid.UUID]
+) -> list[Money]:
+    """Add to ``plan`` the conversion of each (purchase, participation) not in ``stored``
+    (the candidates must count, see :func:`counts`); returns the purchases converted."""
+    converted: dict[str, Money] = {}
+    for purchase, key in candidates:
         conversion = purchase_conversion(purchase, key)
         if conversion.id in stored:
-            converted.add(o)
-        elif plan.conversion(conversion) is APPLIED:
-            stored.add(conversion.id)
-            converted.add(o)
-    await write(conn, plan)
-    results: dict[str, Result] = {}
-    for o, (event_id, _) in enumerate(purchases):
-        participant = any(by_user.get(u) for u in profiles.get(o, ()))
-        if o in converted or participant or o not in emails:
-            # Converted, or the buyer's participations settle it (exposed later, or in
-            # experiments that do not count it), or the buyer is unknown (the RevenueCat
-            # event itself waits then).
-            results[event_id] = APPLIED
             continue
-        keys = [waits.key(waits.PARTICIPANT, u) for u in sorted(profiles.get(o, ()))]
-        keys += [waits.key(waits.PROFILE_EMAIL, e) for e in sorted(emails[o])]
-        results[event_id] = pending(NO_PARTICIPATION, *keys)
-    return results
+        if plan.conversion(conversion) is APPLIED:
+            stored.add(conversion.id)
+            converted[purchase.event_id] = purchase
+    return list(converted.values())

@@ -3,51 +3,41 @@
 The row is the one whose ``revenue_cat_id`` is the event's ``app_user_id``,
 ``original_app_user_id`` or one of its ``aliases`` (every such row when accounts were merged:
 they describe the same RevenueCat customer). Subscriber attributes merge key by key, the
-later ``updated_at_ms`` winning, so the attributes themselves carry the ordering; purchases
-then become experiment conversions through :func:`consumers.handlers.purchases.record_purchases`.
+later ``updated_at_ms`` winning, so the attributes themselves carry the ordering. Then
+purchases, refunds and enrolments change the experiment tables through
+:mod:`consumers.handlers.revenuecat_effects`.
+
+What each event type does is the table of docs/contract.md §6 (RevenueCat): ``TEST`` events
+are skipped, a ``TEMPORARY_ENTITLEMENT_GRANT`` is acknowledged without effect, every other
+type (those to come included) is applied to its customer's rows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from consumers.errors import PoisonError
-from consumers.handlers import attributes
+from consumers.handlers import attributes, revenuecat_effects
+from consumers.handlers.buyers import identifiers
 from consumers.handlers.environment import revenuecat_mismatch
-from consumers.handlers.purchases import is_work, record_purchases, work_event
+from consumers.handlers.purchases import is_work
 from consumers.pending import waits
-from consumers.types import (
-    APPLIED,
-    Context,
-    Event,
-    Outcome,
-    PendingEvent,
-    Result,
-    pending,
-    skipped,
-)
+from consumers.types import APPLIED, Context, Event, Result, pending, skipped
 from contract.topics import SOURCE_REVENUECAT
 
+__all__ = ["UNKNOWN_ID", "RevenueCatHandler", "identifiers"]
+
 UNKNOWN_ID = "unknown revenue cat id"
-
-
-def identifiers(event: Mapping[str, Any]) -> list[str]:
-    """The revenue cat ids an event speaks for, most specific first, without repeats.
-    A TRANSFER names none of its own; it touches the ids on both sides."""
-    found: list[str] = []
-    candidates: list[Any] = [event.get("app_user_id"), event.get("original_app_user_id")]
-    for key in ("aliases", "transferred_to", "transferred_from"):
-        values = event.get(key)
-        if isinstance(values, list):
-            candidates.extend(values)
-    for value in candidates:
-        if isinstance(value, str) and value and value not in found:
-            found.append(value)
-    return found
+TEST_EVENT = "revenuecat test event"
+# Dashboard test events name made-up customers: applying one would only park it.
+SKIPPED_TYPES = {"TEST": TEST_EVENT}
+# A temporary grant during a store outage carries no attributes; the INITIAL_PURCHASE (or
+# EXPIRATION) that follows carries the purchase.
+WITHOUT_EFFECT = frozenset({"TEMPORARY_ENTITLEMENT_GRANT"})
 
 
 def _payload(event: Event) -> Mapping[str, Any]:
@@ -99,13 +89,22 @@ class RevenueCatHandler:
             by_rc_id[row["revenue_cat_id"]] = state
 
         results: list[Result] = []
+        effective: list[Event] = []  # applied events whose money and enrolments count
         for event, payload in zip(events, payloads, strict=True):
-            if is_work(event):
-                results.append(APPLIED)  # parked purchase work: only its conversions below
+            if is_work(event) or revenuecat_effects.is_enrollment_work(event):
+                results.append(APPLIED)  # parked work: only its effects below
+                effective.append(event)
+                continue
+            kind = payload.get("type")
+            if kind in SKIPPED_TYPES:
+                results.append(skipped(SKIPPED_TYPES[kind]))
                 continue
             reason = revenuecat_mismatch(payload, ctx.environment)
             if reason is not None:
                 results.append(skipped(reason))
+                continue
+            if kind in WITHOUT_EFFECT:
+                results.append(APPLIED)
                 continue
             matched = {id(s): s for i in identifiers(payload) if (s := by_rc_id.get(i))}
             if not matched:
@@ -119,6 +118,7 @@ class RevenueCatHandler:
                 )
                 state.touched = True
             results.append(APPLIED)
+            effective.append(event)
 
         touched = [s for s in states.values() if s.touched]
         if touched:
@@ -129,18 +129,5 @@ class RevenueCatHandler:
                 [attributes.dump(s.attributes) for s in touched],
                 [checked_at] * len(touched),
             )
-        applied = [e for e, r in zip(events, results, strict=True) if r.outcome is Outcome.APPLIED]
-        purchases = await record_purchases(conn, applied, ctx) if applied else {}
-        return [_settle(e, r, purchases) for e, r in zip(events, results, strict=True)]
-
-
-def _settle(event: Event, result: Result, purchases: Mapping[str, Result]) -> Result:
-    """Parked purchase work waits again as itself; a live purchase whose conversion must
-    wait leaves its work as a follow-up, an event of its own the runtime parks."""
-    if is_work(event):
-        return purchases.get(event.id, result)
-    conversion = purchases.get(event.id)
-    if conversion is None or conversion.outcome is not Outcome.PENDING:
-        return result
-    work = PendingEvent(work_event(event), conversion.reason or "", conversion.waits_for)
-    return replace(result, follow_up=(work,))
+        effects = await revenuecat_effects.apply(conn, effective) if effective else {}
+        return [effects.get(e.id, r) for e, r in zip(events, results, strict=True)]

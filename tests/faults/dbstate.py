@@ -159,9 +159,12 @@ async def _read_experiments(conn: asyncpg.Connection, out: Expected) -> None:
             names[r["experiment_id"]],
             names[r["variant_id"]],
             r["impression_at"],
+            r["user_was_eligible"],
         )
-    for r in await conn.fetch("SELECT * FROM conversions"):
-        out.conversions[str(r["id"])] = (
+    keys: dict[Any, str] = {}
+    for r in await conn.fetch("SELECT *, details::text AS details_text FROM conversions"):
+        key = keys[r["id"]] = _conversion_key(r, names[r["experiment_id"]])
+        out.conversions[key] = (
             str(r["user_id"]),
             names[r["experiment_id"]],
             names[r["variant_id"]],
@@ -172,7 +175,7 @@ async def _read_experiments(conn: asyncpg.Connection, out: Expected) -> None:
             r["original_exposure_date"],
         )
     for r in await conn.fetch("SELECT * FROM conversion_attribution"):
-        out.attributions[str(r["conversion_id"])] = (
+        out.attributions[keys.get(r["conversion_id"], str(r["conversion_id"]))] = (
             str(r["user_id"]),
             names[r["experiment_id"]],
             names[r["variant_id"]],
@@ -180,6 +183,18 @@ async def _read_experiments(conn: asyncpg.Connection, out: Expected) -> None:
             r["time_to_conversion_hours"],
             r["conversion_value_attributed"],
         )
+
+
+def _conversion_key(row: asyncpg.Record, experiment: str) -> str:
+    """First-party conversions by their event id; RevenueCat purchases and refunds by the
+    events they come from and the experiment (the oracle knows no experiment ids)."""
+    details = orjson.loads(row["details_text"]) if row["details_text"] else None
+    if not isinstance(details, dict) or "revenuecat_event_id" not in details:
+        return str(row["id"])
+    if row["conversion_type"] == "refund":
+        refunded = details.get("refunded_event_id")
+        return f"refund:{details['revenuecat_event_id']}/{refunded}/{experiment}"
+    return f"purchase:{details['revenuecat_event_id']}/{experiment}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,11 +146,11 @@ class Harness:
         assert child.alive(), f"{name} exited: {child.log.read_text()[-2000:]}"
         return child
 
-    def consume(self, name: str, **env: str) -> Child:
+    def consume(self, name: str, *, only: str | None = None, **env: str) -> Child:
+        """An ``ingester consume`` member (of the streams in ``only``, when given)."""
         port = devstack.free_port()
-        return self._spawn(
-            name, ["consume"], self.env(CONSUMER_METRICS_PORT=str(port), **env), port
-        )
+        argv = ["consume", *(["--only", only] if only else [])]
+        return self._spawn(name, argv, self.env(CONSUMER_METRICS_PORT=str(port), **env), port)
 
     def cli(self, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
         """An ``ingester`` verb run to completion, as an operator would."""

@@ -72,7 +72,7 @@ def expect(workload: Workload) -> Expected:
     _settings(workload, out, profile_owner)
     _kit(workload, out)
     _experiments(workload, out)
-    _purchases(workload, out)
+    _refunds(workload, out)
     del people
     return out
 
@@ -164,7 +164,24 @@ def _kit(workload: Workload, out: Expected) -> None:
         out.kit[person.email] = (str(subscriber["id"]), state)
 
 
+@dataclass(frozen=True, slots=True)
+class _Converted:
+    """A conversion of one participation, first-party or from a purchase."""
+
+    key: str
+    at: datetime
+    conversion_type: str
+    amount: Decimal | None
+
+
+def _money(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value)).quantize(Decimal("0.01"))
+
+
 def _experiments(workload: Workload, out: Expected) -> None:
+    """Participations: the earliest impression decides the variant; impressions of the other
+    variant are ineligible and not counted; first-party and purchase conversions count, a
+    purchase in every participation of its buyer exposed at or before it."""
     items: dict[tuple[str, str], list[Event]] = {}
     for event in workload.events:
         if event.kind not in ("impression", "conversion"):
@@ -173,44 +190,54 @@ def _experiments(workload: Workload, out: Expected) -> None:
             out.pending.add(("app", event.id))  # unknown experiment: parked for good
             continue
         items.setdefault((event.data["user_id"], event.data["experiment"]), []).append(event)
+    purchases = _applied_purchases(workload)
     for key, events in items.items():
         impressions = [e for e in events if e.kind == "impression"]
-        conversions = sorted((e for e in events if e.kind == "conversion"), key=lambda e: e.at)
         first = min(e.at for e in impressions)
-        variant = impressions[0].data["variant"]
+        variant = next(e.data["variant"] for e in impressions if e.at == first)
         for e in impressions:
-            out.impressions[e.id] = (key[0], key[1], variant, e.at)
-        within = False
-        for n, e in enumerate(conversions):
-            seconds = int((e.at - first).total_seconds())
-            within = within or e.at - first <= WINDOW
-            value = e.data.get("conversion_value")
-            amount = Decimal(str(value)).quantize(Decimal("0.01")) if value is not None else None
-            out.conversions[e.id] = (
+            eligible = e.data["variant"] == variant
+            out.impressions[e.id] = (key[0], key[1], e.data["variant"], e.at, eligible)
+        converted = [
+            _Converted(
+                e.id, e.at, e.data["conversion_type"], _money(e.data.get("conversion_value"))
+            )
+            for e in events
+            if e.kind == "conversion"
+        ]
+        converted += [
+            _Converted(f"purchase:{p.id}/{key[1]}", p.at, "purchase", _money(p.data["price"]))
+            for p in purchases.get(key[0], ())
+            if p.at >= first
+        ]
+        converted.sort(key=lambda c: c.at)
+        for n, c in enumerate(converted):
+            seconds = int((c.at - first).total_seconds())
+            out.conversions[c.key] = (
                 key[0],
                 key[1],
                 variant,
-                e.data["conversion_type"],
-                amount,
+                c.conversion_type,
+                c.amount,
                 seconds,
                 n == 0,
                 first,
             )
-            out.attributions[e.id] = (
+            out.attributions[c.key] = (
                 key[0],
                 key[1],
                 variant,
                 "first_exposure",
                 seconds // 3600,
-                amount,
+                c.amount,
             )
         out.participations[key] = (
             variant,
             first,
-            len(impressions),
-            bool(conversions),
-            conversions[0].at if conversions else None,
-            within,
+            sum(e.data["variant"] == variant for e in impressions),
+            bool(converted),
+            converted[0].at if converted else None,
+            any(c.at - first <= WINDOW for c in converted),
         )
 
 
@@ -219,22 +246,58 @@ PURCHASE_TYPES = frozenset(
 )
 
 
-def _purchases(workload: Workload, out: Expected) -> None:
-    """A PRODUCTION purchase converts for the buyer's participations exposed by then. The
-    workload dates purchases before every exposure, so none converts; a buyer without any
-    participation keeps the purchase's conversion work parked (``<event id>/purchase``)."""
-    participants = {user for user, _ in out.participations}
+def _counts_as_money(event: Event) -> bool:
+    """An applied RevenueCat event in the PRODUCTION store (sandbox money is not revenue)."""
+    return event.person is not None and event.data["environment"] == "PRODUCTION"
+
+
+def _applied_purchases(workload: Workload) -> dict[str, list[Event]]:
+    """PRODUCTION purchases with a positive price, by their buyer's profile id."""
+    found: dict[str, list[Event]] = {}
     for event in _kind(workload, "rc"):
         data = event.data
-        if (
-            event.person is None
-            or data["environment"] != "PRODUCTION"
-            or data.get("type") not in PURCHASE_TYPES
-            or not data.get("price", 0) > 0
-        ):
+        if _counts_as_money(event) and data.get("type") in PURCHASE_TYPES and data["price"] > 0:
+            assert event.person is not None
+            profile = str(workload.people[event.person].profile_id)
+            found.setdefault(profile, []).append(event)
+    return found
+
+
+def _refunds(workload: Workload, out: Expected) -> None:
+    """Per transaction, the latest of its refunds and reversals decides; a refund in force
+    has a row next to each conversion of the transaction's purchases."""
+    latest: dict[str, Event] = {}
+    for event in _kind(workload, "rc"):
+        data = event.data
+        kind = data.get("type")
+        refund = kind == "CANCELLATION" and data.get("cancel_reason") == "CUSTOMER_SUPPORT"
+        if not _counts_as_money(event) or not (refund or kind == "REFUND_REVERSED"):
             continue
-        if str(workload.people[event.person].profile_id) not in participants:
-            out.pending.add(("revenuecat", f"{event.id}/purchase"))
+        tx = data["transaction_id"]
+        if tx not in latest or (event.at, event.id) > (latest[tx].at, latest[tx].id):
+            latest[tx] = event
+    events = workload.by_key()
+    for key, row in list(out.conversions.items()):
+        if not key.startswith("purchase:"):
+            continue
+        purchase_id, experiment = key.removeprefix("purchase:").split("/", 1)
+        bought = events[("revenuecat", purchase_id)]
+        decided = latest.get(bought.data["transaction_id"])
+        if decided is None or decided.data["type"] != "CANCELLATION":
+            continue
+        user, _, variant, _, _, _, _, first = row
+        seconds = int((decided.at - first).total_seconds())
+        amount = _money(-decided.data["price"])
+        out.conversions[f"refund:{decided.id}/{purchase_id}/{experiment}"] = (
+            user,
+            experiment,
+            variant,
+            "refund",
+            amount,
+            seconds,
+            False,
+            first,
+        )
 
 
 def _kind(workload: Workload, kind: str) -> list[Event]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import asyncpg
@@ -29,10 +30,17 @@ def known_ids(workload: Workload) -> set[tuple[str, str]]:
     return {(e.source, e.id) for e in workload.events if e.kind != "kit-legacy"}
 
 
-async def wait_recorded(harness: Harness, workload: Workload, timeout: float = 180.0) -> float:
-    """Seconds until every event is in the inbox, parked or skipped."""
-    known = known_ids(workload)
-    legacy = sum(e.kind == "kit-legacy" for e in workload.events)
+async def wait_recorded(
+    harness: Harness,
+    workload: Workload,
+    timeout: float = 180.0,
+    sources: Collection[str] | None = None,
+) -> float:
+    """Seconds until every event (of ``sources``, by default all) is in the inbox, parked or
+    skipped."""
+    known = {k for k in known_ids(workload) if sources is None or k[0] in sources}
+    kit = sources is None or "kit" in sources
+    legacy = sum(e.kind == "kit-legacy" for e in workload.events) if kit else 0
     started = time.monotonic()
     conn = await asyncpg.connect(harness.database_url)
     try:

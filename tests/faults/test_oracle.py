@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from tests.faults.dbstate import compare
 from tests.faults.oracle import Expected, expect
-from tests.faults.workload import CONSENT_TOPICS, Event, Workload, build, make_people
+from tests.faults.workload import (
+    CONSENT_TOPICS,
+    EXPERIMENTS,
+    Event,
+    Workload,
+    build,
+    make_people,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 PEOPLE = make_people(random.Random(7), 2, late_share=0.0)
@@ -30,10 +38,35 @@ def rc(event_id: str, seconds: int, attrs: dict[str, Any], env: str = "PRODUCTIO
     return Event("revenuecat", event_id, "rc", at(seconds), P.index, data)
 
 
-def rc_purchase(event_id: str, seconds: int) -> Event:
+def rc_purchase(event_id: str, seconds: int, price: float = 9.99) -> Event:
     event = rc(event_id, seconds, {})
-    event.data.update(type="INITIAL_PURCHASE", price=9.99)
+    event.data.update(type="INITIAL_PURCHASE", price=price, transaction_id=f"tx-{event_id}")
     return event
+
+
+def rc_refund(event_id: str, seconds: int, of: str, price: float = -9.99) -> Event:
+    event = rc(event_id, seconds, {})
+    event.data.update(
+        type="CANCELLATION",
+        cancel_reason="CUSTOMER_SUPPORT",
+        price=price,
+        transaction_id=f"tx-{of}",
+    )
+    return event
+
+
+def rc_reversal(event_id: str, seconds: int, of: str) -> Event:
+    event = rc(event_id, seconds, {})
+    event.data.update(type="REFUND_REVERSED", price=9.99, transaction_id=f"tx-{of}")
+    return event
+
+
+def impression(event_id: str, seconds: int, variant: str = "control") -> Event:
+    data = {"user_id": str(P.profile_id), "experiment": EXPERIMENTS[0], "variant": variant}
+    return Event("app", event_id, "impression", at(seconds), P.index, data)
+
+
+PART = (str(P.profile_id), EXPERIMENTS[0])
 
 
 def attr(value: str, ms: int) -> dict[str, Any]:
@@ -112,8 +145,45 @@ def predict(*events: Event) -> Expected:
         ),
         pytest.param(
             [rc_purchase("p", 1)],
-            lambda e: ("revenuecat", "p/purchase") in e.pending,
-            id="purchase of a buyer without participation stays parked",
+            lambda e: not e.pending and not e.conversions,
+            id="purchase of a buyer without participation converts nowhere, parks nothing",
+        ),
+        pytest.param(
+            [rc_purchase("early", 1), impression("i", 5), rc_purchase("late", 3600)],
+            lambda e: (
+                list(e.conversions) == [f"purchase:late/{EXPERIMENTS[0]}"]
+                and e.conversions[f"purchase:late/{EXPERIMENTS[0]}"][5:7] == (3595, True)
+                and e.participations[PART][3:5] == (True, at(3600))
+            ),
+            id="a purchase converts in the participations exposed before it",
+        ),
+        pytest.param(
+            [impression("b", 10, "green"), impression("a", 5, "control")],
+            lambda e: (
+                e.participations[PART][:3] == ("control", at(5), 1)
+                and e.impressions["b"][4] is False
+                and e.impressions["a"][4] is True
+            ),
+            id="the earliest impression decides the variant",
+        ),
+        pytest.param(
+            [impression("i", 5), rc_purchase("p", 60), rc_refund("r", 90, of="p", price=-4)],
+            lambda e: (
+                e.conversions[f"refund:r/p/{EXPERIMENTS[0]}"][3:7]
+                == ("refund", Decimal("4.00"), 85, False)
+                and f"refund:r/p/{EXPERIMENTS[0]}" not in e.attributions
+            ),
+            id="a refund in force has a row next to the purchase's conversion",
+        ),
+        pytest.param(
+            [
+                impression("i", 5),
+                rc_purchase("p", 60),
+                rc_refund("r", 90, of="p"),
+                rc_reversal("x", 95, of="p"),
+            ],
+            lambda e: [k for k in e.conversions if k.startswith("refund:")] == [],
+            id="a reversed refund leaves no row",
         ),
         pytest.param(
             [],

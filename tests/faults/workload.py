@@ -4,8 +4,10 @@ requests that carry them.
 Everything is drawn from one ``random.Random(seed)``, so a failing run is replayed with the
 printed seed (``FAULTS_SEED``). Event times are unique across the whole workload (no ties for
 the ordering rules to break) and lie in the past; requests are shuffled, so per-user events
-arrive out of order. The shapes are chosen so that the final database state does not depend
-on the order of arrival (docs/reliability.md explains the few choices this forces).
+arrive out of order. Purchases fall before, during and after the exposures; some are
+refunded, and some refunds reversed; some participations see the other variant too. The
+shapes are chosen so that the final database state does not depend on the order of arrival
+(docs/reliability.md explains the few choices this forces).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ KIT_TYPES = {
 }
 LEGACY_KIT = {"subscriber.subscriber_activate": "active", "subscriber.subscriber_bounce": "bounced"}
 RC_TYPES = ("INITIAL_PURCHASE", "RENEWAL", "CANCELLATION", "BILLING_ISSUE", "PRODUCT_CHANGE")
+RC_PURCHASES = frozenset({"INITIAL_PURCHASE", "RENEWAL", "PRODUCT_CHANGE"})
 RC_ATTRIBUTE_KEYS = ("$email", "$displayName", "plan", "level", "environment")
 DAY_S = 86_400
 
@@ -211,13 +214,23 @@ class _Builder:
         return event
 
     def revenuecat(self) -> Event:
-        # RevenueCat times lie before every impression (days 0-10 against 20-30), so a
-        # purchase is never a conversion whatever order the topics are applied in.
-        at = self.clock.at(0, 10)
+        rc_type = self.rng.choice(RC_TYPES)
+        # Purchases are spread over days 0-75, around and after the exposures (days 20-30),
+        # so many convert, some before their participation exists (topics lag).
+        at = self.clock.at(0, 75) if rc_type in RC_PURCHASES else self.clock.at(0, 10)
         unknown = self.rng.random() < 0.02
         person = None if unknown else self._person()
         rc_id = self.rng.choice(self.unknown_rc_ids) if person is None else person.rc_id
-        rc_type = self.rng.choice(RC_TYPES)
+        price = round(self.rng.uniform(1, 50), 2) if rc_type in RC_PURCHASES else 0
+        payload = self._rc_payload(rc_type, at, rc_id, price)
+        if rc_type in RC_PURCHASES:
+            payload["transaction_id"] = f"tx_{self.rng.getrandbits(48):012x}"
+        event = Event(
+            "revenuecat", payload["id"], "rc", at, None if person is None else person.index, payload
+        )
+        return self._add(event)
+
+    def _rc_payload(self, rc_type: str, at: datetime, rc_id: str, price: float) -> dict[str, Any]:
         ms = int(at.timestamp() * 1000)
         attributes: dict[str, Any] = {}
         for key in self.rng.sample(RC_ATTRIBUTE_KEYS, self.rng.randint(1, 3)):
@@ -225,7 +238,7 @@ class _Builder:
             # Unique per event: the attribute's own time, spread around the event time.
             attributes[key] = {"value": value, "updated_at_ms": ms + self.rng.randrange(1000)}
         event_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4)).upper()
-        payload: dict[str, Any] = {
+        return {
             "id": event_id,
             "type": rc_type,
             "app_id": "app_faults",
@@ -236,15 +249,29 @@ class _Builder:
             "environment": "SANDBOX" if self.rng.random() < 0.1 else "PRODUCTION",
             "store": "APP_STORE",
             "product_id": "premium_monthly",
-            "price": round(self.rng.uniform(1, 50), 2) if rc_type != "CANCELLATION" else 0,
+            "price": price,
             "currency": "USD",
             "subscriber_attributes": attributes,
         }
-        return self._add(
-            Event(
-                "revenuecat", event_id, "rc", at, None if person is None else person.index, payload
-            )
-        )
+
+    def refund(self, bought: Event) -> Event:
+        """A refund of ``bought`` (all of it or part), a little later; sometimes reversed."""
+        day = (bought.at - self.clock._base).total_seconds() / DAY_S
+        at = self.clock.at(day + 0.01, day + 10)
+        share = 1.0 if self.rng.random() < 0.7 else self.rng.uniform(0.1, 0.9)
+        amount = round(bought.data["price"] * share, 2) or bought.data["price"]
+        payload = self._rc_payload("CANCELLATION", at, bought.data["app_user_id"], -amount)
+        payload["cancel_reason"] = "CUSTOMER_SUPPORT"
+        payload["transaction_id"] = bought.data["transaction_id"]
+        return self._add(Event("revenuecat", payload["id"], "rc", at, bought.person, payload))
+
+    def reversal(self, refund: Event) -> Event:
+        day = (refund.at - self.clock._base).total_seconds() / DAY_S
+        at = self.clock.at(day + 0.01, day + 5)
+        price = -refund.data["price"]
+        payload = self._rc_payload("REFUND_REVERSED", at, refund.data["app_user_id"], price)
+        payload["transaction_id"] = refund.data["transaction_id"]
+        return self._add(Event("revenuecat", payload["id"], "rc", at, refund.person, payload))
 
     def flow(self) -> Event:
         person = self._person()
@@ -314,11 +341,16 @@ class _Builder:
     def experiment_items(self, person: Person, experiment: str) -> list[Event]:
         variant = self.rng.choice(VARIANTS)
         first = self.clock.at(20, 30)
-        # Every impression of one participation shares its first-exposure time, so the
-        # participation does not depend on which impression is applied first.
+        # The impressions of the assigned variant share its first-exposure time, so which
+        # one carries is_first_exposure is the only thing arrival decides.
         items: list[Event] = []
         for _ in range(self.rng.randint(1, 4)):
             items.append(self._item(person, experiment, variant, "impression", first))
+        if self.rng.random() < 0.15:
+            # An impression of the other variant, at its own time: earlier than the first
+            # exposure it takes the participation over, later it is stored as ineligible.
+            other = VARIANTS[1 - VARIANTS.index(variant)]
+            items.append(self._item(person, experiment, other, "impression", self.clock.at(18, 32)))
         for _ in range(self.rng.choice((0, 0, 1, 1, 2, 3))):
             at = self.clock.at((first - self.clock._base).total_seconds() / DAY_S + 0.01, 75)
             items.append(self._item(person, experiment, variant, "conversion", at))
@@ -466,12 +498,22 @@ def build(seed: int, *, users: int, events: int, late_share: float = 0.1) -> Wor
         if len(builder.events) >= events:
             break
         builder.experiment_items(person, experiment)
+    _refunds(rng, builder)
     unknown = _unknown_experiment_items(builder, max(1, events // 500))
     del unknown
     requests = _requests_for(rng, builder)
     requests += _redeliveries(rng, builder, requests)
     rng.shuffle(requests)
     return Workload(seed, people, builder.events, requests, builder.unknown_rc_ids)
+
+
+def _refunds(rng: random.Random, builder: _Builder) -> None:
+    """Refunds of about a tenth of the purchases, a third of them reversed later."""
+    bought = [e for e in builder.events if e.kind == "rc" and e.data["type"] in RC_PURCHASES]
+    for event in rng.sample(bought, len(bought) // 10):
+        refund = builder.refund(event)
+        if rng.random() < 0.3:
+            builder.reversal(refund)
 
 
 def _unknown_experiment_items(builder: _Builder, count: int) -> list[Event]:

@@ -114,3 +114,34 @@ async def participation(pool: asyncpg.Pool, user: uuid.UUID) -> asyncpg.Record |
     return await pool.fetchrow(
         "SELECT * FROM user_experiment_participation WHERE user_id = $1", user
     )
+
+
+# Every experiment row a consumer writes, by natural keys and names (no generated ids, no
+# write times), so two databases fed the same events in different orders compare equal.
+SNAPSHOT = {
+    "participations": """
+        SELECT p.user_id, e.name AS experiment, v.name AS variant, p.first_exposure_date,
+               p.total_impressions, p.has_converted, p.first_conversion_date,
+               p.conversion_within_window
+        FROM user_experiment_participation p JOIN experiments e ON e.id = p.experiment_id
+        JOIN variants v ON v.id = p.variant_id ORDER BY 1, 2""",
+    "impressions": """
+        SELECT i.id, v.name AS variant, i.impression_at, i.is_first_exposure,
+               i.user_was_eligible, i.user_eligibility_status::text AS status
+        FROM impressions i JOIN variants v ON v.id = i.variant_id ORDER BY 1""",
+    "conversions": """
+        SELECT c.id, c.user_id, e.name AS experiment, v.name AS variant, c.conversion_type,
+               c.conversion_value, c.created_at, c.time_to_convert,
+               c.is_first_conversion_for_experiment AS first, c.original_exposure_date,
+               c.conversion_context::text AS context, c.details::text AS details
+        FROM conversions c JOIN experiments e ON e.id = c.experiment_id
+        JOIN variants v ON v.id = c.variant_id ORDER BY 1""",
+    "attributions": """
+        SELECT a.conversion_id, v.name AS variant, a.time_to_conversion_hours,
+               a.conversion_value_attributed
+        FROM conversion_attribution a JOIN variants v ON v.id = a.variant_id ORDER BY 1""",
+}
+
+
+async def snapshot(pool: asyncpg.Pool) -> dict[str, list[tuple[Any, ...]]]:
+    return {name: [tuple(r) for r in await pool.fetch(sql)] for name, sql in SNAPSHOT.items()}

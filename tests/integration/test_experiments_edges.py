@@ -1,5 +1,6 @@
 """The experiment edge cases of docs/contract.md §6 that used to lose or misfile events:
-a purchase before its buyer's participation, two transactions racing to create the same first
+a purchase before its buyer's participation (and its work parked by earlier versions), two
+transactions racing to create the same first
 participation, a completed experiment's parked events, a late earlier impression, and the
 token foreign keys the seed does not have."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 
 import asyncpg
@@ -14,9 +16,11 @@ import asyncpg
 from consumers import db
 from consumers.apply import apply_in_transaction
 from consumers.handlers.experiments import ExperimentsHandler
+from consumers.handlers.purchases import PURCHASE_WORK_TYPE
 from consumers.handlers.revenuecat import RevenueCatHandler
+from consumers.pending import store as pending_store
 from consumers.pending.retry import PendingRetry
-from consumers.types import Event, Handler
+from consumers.types import Event, Handler, PendingEvent
 from tests.integration.experiments_helpers import (
     apply,
     at,
@@ -52,22 +56,14 @@ async def test_a_purchase_before_the_participation_converts_once_it_appears(
     checkout = await create_experiment(pool, "checkout")
     bought = purchase(at(2))
     assert await apply_live(pool, bought) == ["applied"]
-    parked = await pool.fetchrow("SELECT event_id, event_type, reason FROM ingest_pending")
-    assert parked is not None
-    assert tuple(parked) == (
-        f"{bought.id}/purchase",
-        "revenuecat.purchase_conversion",
-        "purchase before participation",
-    )
+    assert await pool.fetchval("SELECT count(*) FROM ingest_pending") == 0
+    assert await pool.fetchval("SELECT kind FROM ingest_revenuecat_ledger") == "purchase"
 
-    # The impression (exposed before the purchase) arrives late, through its own topic.
+    # The impression (exposed before the purchase) arrives late, through its own topic: the
+    # participation it creates converts the purchase of the ledger at once.
     await apply(pool, events(item("impression", buyer, at(0), variant="treatment")))
-    first = await retry(pool).run_pass()
-    assert (first.woken, first.totals()["applied"]) == (1, 1)
-    again = await retry(pool).run()
     redelivered = await apply_live(pool, bought)
 
-    assert again.totals()["applied"] == 0
     assert redelivered == ["duplicate"]
     rows = await pool.fetch("SELECT experiment_id, variant_id, conversion_type FROM conversions")
     assert [tuple(r) for r in rows] == [
@@ -78,30 +74,33 @@ async def test_a_purchase_before_the_participation_converts_once_it_appears(
     assert await pool.fetchval("SELECT count(*) FROM ingest_pending") == 0
 
 
-async def test_a_scoped_runtime_parks_the_purchase_work_in_its_own_scope(
+async def test_purchase_work_parked_before_the_ledger_converts_when_retried(
     pool: asyncpg.Pool,
 ) -> None:
+    """A row parked as `<event id>/purchase` by an earlier version records its purchase in
+    the ledger when retried, and converts like a live one."""
     buyer = await make_buyer(pool)
     checkout = await create_experiment(pool, "checkout")
     bought = purchase(at(2))
-
-    assert await apply_live(pool, bought, scope="crm") == ["applied"]
-    inbox = await pool.fetch("SELECT source, event_id FROM ingest_inbox")
-    assert [tuple(r) for r in inbox] == [("crm/revenuecat", bought.id)]
-    parked = await pool.fetch("SELECT source, event_id, reason FROM ingest_pending")
-    assert [tuple(r) for r in parked] == [
-        ("crm/revenuecat", f"{bought.id}/purchase", "purchase before participation")
-    ]
-    # The unscoped runtime's retry finds nothing of it; the scoped one converts it.
+    work = replace(bought, id=f"{bought.id}/purchase", type=PURCHASE_WORK_TYPE, position=None)
+    async with db.transaction(pool) as conn:
+        await pending_store.park(
+            conn,
+            [PendingEvent(work, "purchase before participation", ())],
+            "crm",
+            max_s=PENDING.backoff_max_s,
+        )
     await apply(pool, events(item("impression", buyer, at(0), variant="treatment")))
-    unscoped = await retry(pool).run()
-    assert unscoped.totals() == {"applied": 0, "skipped": 0, "pending": 0, "dead": 0}
-    scoped = await retry(pool, scope="crm").run()
-    assert scoped.totals()["applied"] == 1
+
+    assert (await retry(pool, scope="crm").run()).totals()["applied"] == 1
     assert await pool.fetchval("SELECT count(*) FROM ingest_pending") == 0
+    assert await pool.fetchval("SELECT event_id FROM ingest_revenuecat_ledger") == bought.id
     conversion = await pool.fetchrow("SELECT experiment_id, conversion_type FROM conversions")
     assert conversion is not None
     assert tuple(conversion) == (checkout.experiment, "purchase")
+    # The live event, delivered now, finds its purchase converted already.
+    assert await apply_live(pool, bought) == ["applied"]
+    assert await pool.fetchval("SELECT count(*) FROM conversions") == 1
 
 
 async def test_two_transactions_creating_the_same_participation_make_one_first_exposure(

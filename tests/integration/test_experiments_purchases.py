@@ -15,7 +15,7 @@ import pytest
 
 from consumers import db
 from consumers.decode import RawRecord, decode
-from consumers.handlers.purchases import conversion_id, record_purchases
+from consumers.handlers.purchases import conversion_id
 from consumers.handlers.revenuecat import RevenueCatHandler
 from consumers.types import APPLIED, Context, Event, Result
 from ingest.providers.revenuecat import build_records
@@ -120,10 +120,8 @@ async def test_purchase_converts_every_participation_once(
     assert part is not None
     assert (part["has_converted"], part["first_conversion_date"]) == (True, at(2))
 
-    # Redelivered (both through the handler and straight to the bridge): nothing is added.
+    # Applied again (as a replay into another scope would): nothing is added.
     assert await apply_revenuecat(pool, [bought]) == [APPLIED]
-    async with db.transaction(pool) as conn:
-        await record_purchases(conn, [bought], PRODUCTION)
     assert len(await conversions(pool)) == 2
     assert await pool.fetchval("SELECT count(*) FROM conversion_attribution") == 2
 
@@ -157,8 +155,7 @@ async def test_events_that_are_not_revenue_add_no_conversion(
 ) -> None:
     await create_experiment(pool, "checkout")
     await apply(pool, events(item("impression", buyer, at(0))))
-    async with db.transaction(pool) as conn:
-        await record_purchases(conn, [purchase(at(1), **fields)], PRODUCTION)
+    await apply_revenuecat(pool, [purchase(at(1), **fields)])
     assert await pool.fetchval("SELECT count(*) FROM conversions") == 0
 
 

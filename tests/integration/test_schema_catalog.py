@@ -56,6 +56,7 @@ FOREIGN_KEYS = {
     ("ingest_kit_versions", "user_profile_id"): ("user_profiles", CASCADE),
     ("ingest_notification_setting_versions", "user_id"): ("users", CASCADE),
     ("ingest_rc_sync", "revenue_cat_id"): ("user_revenue_cat_ids", CASCADE),
+    ("ingest_revenuecat_experiment_map", "experiment_id"): ("experiments", CASCADE),
 }
 
 UNIQUE = {
@@ -133,6 +134,9 @@ INDEXES = [
     ("ingest_skipped", "USING btree (skipped_at)"),
     ("ingest_dead_letters", "USING btree (dead_at)"),
     ("ingest_rc_sync", "USING btree (intent_at) WHERE (intent IS NOT NULL)"),
+    ("ingest_revenuecat_ledger", "USING gin (revenue_cat_ids) WITH (fastupdate=off)"),
+    ("ingest_revenuecat_ledger", "USING btree (transaction_id) WHERE (transaction_id IS NOT NULL)"),
+    ("conversions", "USING btree (((details ->> 'revenuecat_event_id'::text)))"),
 ]
 
 

@@ -135,6 +135,22 @@ BOOKKEEPING: Expected = {
         ("refused", "jsonb", NN, "'{}'::jsonb"),
         ("synced_at", "timestamp with time zone", NULL, None),
     ),
+    "ingest_revenuecat_ledger": (
+        ("event_id", "text", NN, None),
+        ("kind", "text", NN, None),
+        ("revenue_cat_ids", "ARRAY", NN, None),
+        ("occurred_at", "timestamp with time zone", NN, None),
+        ("amount", "numeric(10,2)", NN, None),
+        ("transaction_id", "text", NULL, None),
+        ("details", "jsonb", NN, "'{}'::jsonb"),
+        ("recorded_at", "timestamp with time zone", NN, "now()"),
+    ),
+    "ingest_revenuecat_experiment_map": (
+        ("revenuecat_experiment_id", "text", NN, None),
+        ("experiment_id", "uuid", NN, None),
+        ("variant_names", "jsonb", NN, "'{}'::jsonb"),
+        ("created_at", "timestamp with time zone", NN, "now()"),
+    ),
 }
 
 

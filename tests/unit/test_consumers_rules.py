@@ -128,6 +128,19 @@ def test_updated_at_of_missing_entry_is_minus_infinity() -> None:
             id="attribute matches",
         ),
         pytest.param({}, "production", None, id="nothing said"),
+        pytest.param(
+            {"type": "VIRTUAL_CURRENCY_TRANSACTION", "purchase_environment": "SANDBOX"},
+            "production",
+            "SANDBOX",
+            id="virtual currency: purchase_environment sandbox in prod",
+        ),
+        pytest.param(
+            {"type": "VIRTUAL_CURRENCY_TRANSACTION", "purchase_environment": "PRODUCTION"},
+            "production",
+            None,
+            id="virtual currency: purchase_environment prod in prod",
+        ),
+        pytest.param({"purchase_environment": "PRODUCTION"}, "dev", "PRODUCTION", id="prod in dev"),
     ],
 )
 def test_revenuecat_environment(

@@ -190,3 +190,48 @@ def experiment(**fields: object) -> Experiment:
 )
 def test_experiment_refusal(fields: dict[str, object], result: Result | None) -> None:
     assert experiment(**fields).refusal(h(0)) == result
+
+
+def test_earlier_impression_of_another_variant_switches_the_participation() -> None:
+    plan = Plan([stored(has_converted=True, first_conversion_date=h(2))])
+    early = uuid.uuid4()
+    assert plan.impression(early, KEY, TREATMENT, h(-1), {}) is APPLIED
+    (part,) = plan.touched()
+    assert (part.variant_id, part.first_exposure_date) == (TREATMENT, h(-1))
+    assert (part.has_converted, part.first_conversion_date) == (True, h(2))
+    row = plan.impressions[0]
+    assert (row.is_first_exposure, row.user_was_eligible) == (True, True)
+    assert plan.variant_switched == {KEY: TREATMENT}
+    assert plan.first_impression_moved == {KEY: early}
+    assert plan.exposed_earlier() == [KEY]
+
+
+def test_a_later_impression_of_the_old_variant_after_a_switch_is_ineligible() -> None:
+    plan = Plan([stored()])
+    plan.impression(uuid.uuid4(), KEY, TREATMENT, h(-1), {})
+    plan.impression(uuid.uuid4(), KEY, CONTROL, h(3), {})
+    assert plan.impressions[1].user_was_eligible is False
+    assert plan.impressions[1].columns["user_eligibility_status"]["assigned_variant_id"] == str(
+        TREATMENT
+    )
+
+
+@pytest.mark.parametrize("order", [(CONTROL, TREATMENT), (TREATMENT, CONTROL)])
+def test_an_exact_tie_goes_to_the_smaller_variant_id_in_any_order(
+    order: tuple[uuid.UUID, uuid.UUID],
+) -> None:
+    plan = Plan([])
+    for variant in order:
+        plan.impression(uuid.uuid4(), KEY, variant, h(0), {})
+    (part,) = plan.touched()
+    assert part.variant_id == min(CONTROL, TREATMENT)
+
+
+def test_exposed_earlier_names_new_and_moved_participations_only() -> None:
+    other = (uuid.uuid4(), EXP)
+    plan = Plan([stored(), Participation(other[0], EXP, CONTROL, h(0))])
+    plan.impression(uuid.uuid4(), KEY, CONTROL, h(5), {})  # later: nothing moves
+    plan.impression(uuid.uuid4(), other, CONTROL, h(-1), {})  # earlier: moves
+    new = (uuid.uuid4(), EXP)
+    plan.impression(uuid.uuid4(), new, CONTROL, h(0), {})
+    assert plan.exposed_earlier() == sorted([other, new])
