@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from consumers import db, dlq, metrics
 from consumers.decode import RawRecord
 from consumers.dlq import DeadLetterSink
-from consumers.pending import store as pending_store
+from consumers.pending import browse
 from consumers.pending.retry import PendingRetry, refresh_gauges
 from consumers.registry import build_handlers
 from consumers.retention import prune_dead_letters, prune_inbox, prune_skipped
@@ -181,7 +181,7 @@ class PendingOverview:
     """Parked events by reason (with the oldest of each), and the expired ones by reason
     that ``pending retry --expired`` can put back."""
 
-    counts: list[pending_store.PendingCount]
+    counts: list[browse.PendingCount]
     expired: list[tuple[str, int]]
 
 
@@ -189,7 +189,7 @@ async def pending_overview(settings: Settings) -> PendingOverview:
     async with _pool(settings) as pool:
         counts = await refresh_gauges(pool)
         async with db.connection(pool) as conn:
-            expired = await pending_store.expired_summary(conn)
+            expired = await browse.expired_summary(conn)
     return PendingOverview(counts, expired)
 
 
@@ -217,7 +217,7 @@ async def retry_pending(settings: Settings, *, expired: bool = False) -> Pending
                 revived = await retry.revive_expired()
             report = await retry.run()
             async with db.connection(pool) as conn:
-                left = await pending_store.summary(conn)
+                left = await browse.summary(conn)
     finally:
         await producer.stop()
     return PendingRetried(revived, report.totals(), sum(c.events for c in left))
