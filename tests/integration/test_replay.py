@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from consumers import db
 from consumers.dlq import DeadLetterSink
 from consumers.operations import retry_pending
 from consumers.registry import build_handlers, topics_for
@@ -93,7 +94,7 @@ async def apply_live(settings: Settings, pool: asyncpg.Pool, workload: Workload)
         # Legacy Kit events get their ids at the door; the workload knows them by a name.
         wanted = {key for key in workload.by_key() if not key[1].startswith("legacy:")}
         deadline = asyncio.get_running_loop().time() + 60
-        async with pool.acquire() as conn:
+        async with db.connection(pool) as conn:
             while not wanted <= await dbstate.processed_ids(conn):
                 assert asyncio.get_running_loop().time() < deadline, "not applied in time"
                 await runner.step()
