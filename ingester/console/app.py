@@ -29,7 +29,7 @@ from ingester.console.auth import Sessions, TokenGate
 from ingester.console.context import Console, render
 from ingester.console.experiments import experiment_report, experiments
 from ingester.console.replays import Replays
-from ingester.console.sampler import UNAVAILABLE, Sampler
+from ingester.console.sampler import SAMPLE_S, UNAVAILABLE, Sampler
 
 
 class SecurityHeaders:
@@ -88,15 +88,16 @@ ROUTES = [
 ]
 
 
-def create_app(settings: Settings, token: str) -> Starlette:
-    """The console for ``settings``, let in with ``token`` (``CONSOLE_TOKEN``)."""
+def create_app(settings: Settings, token: str, *, sample_s: float = SAMPLE_S) -> Starlette:
+    """The console for ``settings``, let in with ``token`` (``CONSOLE_TOKEN``), sampling the
+    pipeline every ``sample_s`` seconds."""
     sessions = Sessions(token)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         pool = await db.create_pool(settings, min_size=0)
         producer = StartOnSend(lambda: make_producer(settings))
-        sampler = Sampler(settings, pool)
+        sampler = Sampler(settings, pool, sample_s)
         replays = Replays(settings, pool)
         app.state.console = Console(settings, sessions, pool, producer, sampler, replays)
         stop = asyncio.Event()

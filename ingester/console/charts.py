@@ -51,6 +51,12 @@ def line_chart(points: Sequence[Point], title: str, unit: str, name: str) -> str
         f'<text x="{LEFT - 6}" y="{TOP + plot_h}" text-anchor="end">0</text>',
     ]
     for run in _runs(points):
+        if len(run) == 1:  # a lone sample: a dot, a line needs two
+            ((i, v),) = run
+            parts.append(
+                f'<circle class="dot" cx="{x(i):.1f}" cy="{y(v):.1f}" r="3" fill="#2680c2"/>'
+            )
+            continue
         line = " L".join(f"{x(i):.1f},{y(v):.1f}" for i, v in run)
         base = TOP + plot_h
         area = f"M{x(run[0][0]):.1f},{base} L{line} L{x(run[-1][0]):.1f},{base} Z"

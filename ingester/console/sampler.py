@@ -1,8 +1,8 @@
 """A short history of the pipeline, sampled while the console runs: the consumer group's lag
 (per partition, and in total) and the events applied per second since the previous sample.
 
-One sample every :data:`SAMPLE_S` seconds, the last :data:`KEEP` kept in memory (a console
-that restarts starts a new history); the overview draws them. A sample that cannot reach
+One sample every :data:`SAMPLE_S` seconds (by default), the last :data:`KEEP` kept in memory
+(a console that restarts starts a new history); the overview draws them. A sample that cannot reach
 the broker or the database keeps ``None`` for what it could not read and says why.
 """
 
@@ -47,9 +47,12 @@ class Sample:
 
 
 class Sampler:
-    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self, settings: Settings, pool: asyncpg.Pool, interval_s: float = SAMPLE_S
+    ) -> None:
         self.settings = settings
         self.pool = pool
+        self.interval_s = interval_s
         self.history: deque[Sample] = deque(maxlen=KEEP)
         self.partitions: list[PartitionLag] | None = None  # the latest lag read
         self.problem: str | None = None  # why the latest sample lacks something
@@ -86,10 +89,10 @@ class Sampler:
         return events / seconds if seconds > 0 else None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Sample every :data:`SAMPLE_S` seconds until ``stop`` is set."""
+        """Sample every ``interval_s`` seconds until ``stop`` is set."""
         while not stop.is_set():
             await self.sample()
             if self.problem:
                 log.warning("console sample incomplete", extra={"error": self.problem})
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), SAMPLE_S)
+                await asyncio.wait_for(stop.wait(), self.interval_s)

@@ -18,14 +18,20 @@ TOKEN = "console-test-token-7f3a"
 
 
 @asynccontextmanager
-async def serving_console(settings: Settings, token: str = TOKEN) -> AsyncIterator[str]:
-    """The console for ``settings`` on a free loopback port; yields its base URL."""
+async def serving_console(
+    settings: Settings, token: str = TOKEN, *, sample_s: float = 5.0
+) -> AsyncIterator[str]:
+    """The console for ``settings`` on a free loopback port, sampling the pipeline every
+    ``sample_s`` seconds; yields its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        create_app(settings, token), lifespan="on", access_log=False, log_config=None
+        create_app(settings, token, sample_s=sample_s),
+        lifespan="on",
+        access_log=False,
+        log_config=None,
     )
     server = Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
