@@ -21,6 +21,7 @@ from playwright.async_api import Browser, Page, async_playwright
 from consumers.dlq import DeadLetterSink
 from consumers.registry import build_handlers, topics_for
 from consumers.service import build_runner
+from contract.records import Record
 from core.kafka import make_consumer, make_producer
 from core.settings import Settings
 from ingest.providers import kit
@@ -88,7 +89,7 @@ async def until(check: Callable[[], Awaitable[object]], what: str) -> None:
         await asyncio.sleep(0.1)
 
 
-def kit_event(subscriber: int) -> tuple[str, list[object]]:
+def kit_event(subscriber: int) -> tuple[str, list[Record]]:
     event_id = f"kit-{uuid.uuid4().hex[:12]}"
     body = {
         "delivery_id": 1,
@@ -249,7 +250,10 @@ async def test_the_console_in_a_browser(
         await shots.take(page, "replay")
 
         phone = await browser.new_page(viewport={"width": 390, "height": 844})
-        await phone.context.add_cookies(await page.context.cookies())
+        session = await page.context.cookies()
+        await phone.context.add_cookies(
+            [{"name": c["name"], "value": c["value"], "url": base} for c in session]
+        )
         await phone.goto(base + "/")
         assert await phone.locator('[data-ready="database"]').is_visible()
         await shots.take(phone, "overview-phone")
