@@ -32,6 +32,8 @@ SECRET_VARS = frozenset({"DATABASE_URL"} | {s.variable for s in SETTINGS if s.se
 PUBLIC_PATHS = {("/webhooks", "Prefix"), ("/events", "Exact")}
 # Commit, producer flush and pool close after the consumer's drain deadline.
 CONSUMER_CLOSE_S = 5
+# The console's graceful shutdown (ingester/console/serve.py).
+CONSOLE_GRACE_S = 5
 
 Obj = dict[str, Any]
 
@@ -107,8 +109,8 @@ def test_renders_every_piece(objects: tuple[Obj, ...]) -> None:
 
     for kind, count in {
         "Namespace": 1,
-        "Deployment": 2,
-        "Service": 1,
+        "Deployment": 3,
+        "Service": 2,
         "Ingress": 1,
         "HorizontalPodAutoscaler": 1,
         "ScaledObject": 1,
@@ -222,6 +224,9 @@ def drain_seconds(settings: Settings) -> dict[str, float]:
         "ingester-ingest": graceful + settings.producer_flush_timeout_s,
         # The batch in flight gets SHUTDOWN_DEADLINE_S, then the final commit and closes.
         "ingester-consumers": settings.shutdown_deadline_s + CONSUMER_CLOSE_S,
+        # uvicorn's graceful shutdown, then a replay in progress is stopped and the clients
+        # closed.
+        "ingester-console": CONSOLE_GRACE_S + CONSUMER_CLOSE_S,
     }
 
 
@@ -295,9 +300,11 @@ def test_autoscalers_own_the_replica_counts(objects: tuple[Obj, ...]) -> None:
     deployments = {d["metadata"]["name"]: d for d in of_kind(objects, "Deployment")}
 
     targets = {hpa["spec"]["scaleTargetRef"]["name"], scaled["spec"]["scaleTargetRef"]["name"]}
-    assert targets == set(deployments)
+    assert targets == set(deployments) - {"ingester-console"}
     # A replicas field would fight the autoscaler on every apply.
-    assert all("replicas" not in d["spec"] for d in deployments.values())
+    assert all("replicas" not in deployments[name]["spec"] for name in targets)
+    # The console is one process, which keeps its short history of samples.
+    assert deployments["ingester-console"]["spec"]["replicas"] == 1
     assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
 
 
@@ -386,6 +393,7 @@ def egress_namespaces(policy: Obj) -> set[str]:
         pytest.param("consumers", {"kafka", "postgres", "kube-system"}, id="consumers: +Postgres"),
         pytest.param("migrate", {"postgres", "kube-system"}, id="migrate: Postgres and DNS"),
         pytest.param("inbox-prune", {"postgres", "kube-system"}, id="prune: Postgres and DNS"),
+        pytest.param("console", {"kafka", "postgres", "kube-system"}, id="console: all three"),
     ],
 )
 def test_network_policies_limit_each_component(component: str, reach: set[str]) -> None:
@@ -432,6 +440,8 @@ def test_production_runs_more_and_spreads_across_zones() -> None:
         assert one(prod, kind, name)["spec"][field] > one(dev, kind, name)["spec"][field], field
     assert one(prod, "HorizontalPodAutoscaler", "ingester-ingest")["spec"]["minReplicas"] >= 2
     for deployment in of_kind(prod, "Deployment"):
+        if deployment["spec"].get("replicas") == 1:
+            continue  # one pod (the console) has nothing to spread
         spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
         zone = [c for c in spread if c["topologyKey"] == "topology.kubernetes.io/zone"]
         assert zone and zone[0]["whenUnsatisfiable"] == "DoNotSchedule"
@@ -445,6 +455,7 @@ def test_each_workload_runs_its_verb_with_only_its_secret(objects: tuple[Obj, ..
         "ingester-consumers": (["consume"], {"ingester-database"}),
         "ingester-migrate": (["migrate"], {"ingester-database"}),
         "ingester-inbox-prune": (["inbox", "prune"], {"ingester-database"}),
+        "ingester-console": (["console"], {"ingester-database", "ingester-console"}),
     }
     seen = {}
     for workload, pod in pod_templates(objects):
@@ -468,3 +479,25 @@ def test_the_deploy_guide_names_every_secret_and_key(objects: tuple[Obj, ...]) -
     assert referenced
     for name in sorted(referenced | SECRET_VARS):
         assert f"`{name}`" in guide, f"docs/deploying.md does not document {name}"
+
+
+def test_the_console_is_reached_only_by_port_forward(objects: tuple[Obj, ...]) -> None:
+    service = one(objects, "Service", "ingester-console")
+    policy = one(objects, "NetworkPolicy", "ingester-console")
+    (container,) = one(objects, "Deployment", "ingester-console")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    settings = container_settings(objects, container)
+
+    assert service["spec"]["type"] == "ClusterIP"
+    assert not any(
+        p["backend"]["service"]["name"] == "ingester-console"
+        for ingress in of_kind(objects, "Ingress")
+        for rule in ingress["spec"]["rules"]
+        for p in rule["http"]["paths"]
+    )
+    # Ingress is a policy type with no rule: no pod may connect.
+    assert "Ingress" in policy["spec"]["policyTypes"] and not policy["spec"].get("ingress")
+    (port,) = container["ports"]
+    assert port["containerPort"] == settings.console_port
+    assert settings.console_host == "0.0.0.0"  # the kubelet probes the pod's address
