@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -26,7 +27,10 @@ MATCHING_LIMIT = 500  # dead letters one "replay all matching" click re-publishe
 LOGIN_REFUSED_PAUSE_S = 1.0  # slows down guessing the token
 
 
-async def _form(request: Request) -> dict[str, str] | Response:
+Form = dict[str, str]
+
+
+async def _form(request: Request) -> Form | Response:
     """The form of a change, or the page refusing it (400 malformed, 403 bad CSRF token)."""
     try:
         fields = await read_form(request)
@@ -37,6 +41,20 @@ async def _form(request: Request) -> dict[str, str] | Response:
         message = "this form has expired or did not come from the console; reload the page"
         return render(request, "error.html", {"message": message}, status_code=403)
     return fields
+
+
+def change(
+    handler: Callable[[Request, Form], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """An endpoint that runs ``handler`` with the request's form, once its CSRF token holds."""
+
+    async def endpoint(request: Request) -> Response:
+        fields = await _form(request)
+        if isinstance(fields, Response):
+            return fields
+        return await handler(request, fields)
+
+    return endpoint
 
 
 async def login(request: Request) -> Response:
@@ -63,20 +81,16 @@ async def login(request: Request) -> Response:
     return response
 
 
-async def logout(request: Request) -> Response:
-    fields = await _form(request)
-    if isinstance(fields, Response):
-        return fields
+@change
+async def logout(request: Request, fields: Form) -> Response:
     audit(request, "logout", "-", 0)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
     return response
 
 
-async def retry_parked(request: Request) -> Response:
-    fields = await _form(request)
-    if isinstance(fields, Response):
-        return fields
+@change
+async def retry_parked(request: Request, fields: Form) -> Response:
     state = console(request)
     what = fields.get("scope", "")
     args = (state.settings, state.pool, state.producer)
@@ -102,10 +116,8 @@ async def retry_parked(request: Request) -> Response:
     return back(fields.get("back"), notice, "/parked")
 
 
-async def replay_dead_letter(request: Request) -> Response:
-    fields = await _form(request)
-    if isinstance(fields, Response):
-        return fields
+@change
+async def replay_dead_letter(request: Request, fields: Form) -> Response:
     state = console(request)
     partition, _, offset = fields.get("position", "").partition(":")
     if not (partition.isdigit() and offset.isdigit()):
@@ -121,10 +133,8 @@ async def replay_dead_letter(request: Request) -> Response:
     return back(fields.get("back"), notice, "/dead-letters")
 
 
-async def replay_matching(request: Request) -> Response:
-    fields = await _form(request)
-    if isinstance(fields, Response):
-        return fields
+@change
+async def replay_matching(request: Request, fields: Form) -> Response:
     state = console(request)
     match = dlq_filter(fields)
     done = await mend.replay_matching(
@@ -139,10 +149,8 @@ async def replay_matching(request: Request) -> Response:
     return back(fields.get("back"), notice, "/dead-letters")
 
 
-async def start_replay(request: Request) -> Response:
-    fields = await _form(request)
-    if isinstance(fields, Response):
-        return fields
+@change
+async def start_replay(request: Request, fields: Form) -> Response:
     state = console(request)
     stream = fields.get("source", "")
     try:

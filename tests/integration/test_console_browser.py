@@ -16,7 +16,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from consumers.dlq import DeadLetterSink
 from consumers.registry import build_handlers, topics_for
@@ -25,14 +25,12 @@ from contract.records import Record
 from core.kafka import make_consumer, make_producer
 from core.settings import Settings
 from ingest.providers import kit
+from tests.integration.chromium import chromium, needs_chromium
 from tests.integration.console_harness import TOKEN, serving_console
 from tests.integration.experiments_helpers import create_experiment, create_profile, item, records
-from tests.integration.test_experiments_report_browser import ARGS, CHROMIUM
 from tests.support import publish
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium (apt chromium)"
-)
+pytestmark = needs_chromium
 
 EMAIL = "ann.lee@example.com"
 POISON_SUBSCRIBER = 424242
@@ -52,12 +50,8 @@ PAGES = ["/", "/parked", "/dead-letters", "/lookup", "/experiments", "/replay"]
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        launched = await p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    async with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

@@ -189,14 +189,19 @@ async def test_second_dev_starts_after_a_killed_one(workdir: Path) -> None:
     assert not (workdir / ".dev" / "pgdata" / "postmaster.pid").exists()
 
 
-async def test_a_child_failing_at_start_stops_dev_with_its_name(workdir: Path) -> None:
-    env = dev_env(workdir)
-    env["CONSOLE_HOST"] = "192.0.2.1"  # TEST-NET-1: an address no machine here has
-    done = await asyncio.to_thread(
+async def dev_once(workdir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``ingester dev`` run to its end (it fails, or the test would wait forever)."""
+    return await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "ingester.cli", "dev"],
         cwd=workdir, env=env, capture_output=True, text=True, timeout=90, check=False,
     )  # fmt: skip
+
+
+async def test_a_child_failing_at_start_stops_dev_with_its_name(workdir: Path) -> None:
+    env = dev_env(workdir)
+    env["CONSOLE_HOST"] = "192.0.2.1"  # TEST-NET-1: an address no machine here has
+    done = await dev_once(workdir, env)
 
     assert done.returncode == 1, done.stdout + done.stderr
     assert "ingester dev: console exited with code 1 while starting" in done.stderr
@@ -208,11 +213,7 @@ async def test_a_port_another_program_holds_is_named(workdir: Path) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
         taken.bind(("0.0.0.0", int(env["PORT"])))
         taken.listen()
-        done = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "ingester.cli", "dev"],
-            cwd=workdir, env=env, capture_output=True, text=True, timeout=90, check=False,
-        )  # fmt: skip
+        done = await dev_once(workdir, env)
 
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stderr.splitlines() == [
@@ -237,12 +238,7 @@ async def test_a_second_dev_is_refused_and_the_first_kept(workdir: Path) -> None
         before = (stack_file.read_text(), children(workdir))
         # Another terminal, same clone, other ports: it must not touch the first run.
         second_env = {**env, "PORT": str(free_port()), "CONSOLE_PORT": str(free_port())}
-        second = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "ingester.cli", "dev"],
-            cwd=workdir, env=second_env, capture_output=True, text=True, timeout=60,
-            check=False,
-        )  # fmt: skip
+        second = await dev_once(workdir, second_env)
 
         assert second.returncode == 1
         (line,) = second.stderr.splitlines()
