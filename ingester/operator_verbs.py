@@ -62,7 +62,7 @@ def add_to(verbs: argparse._SubParsersAction[Any]) -> None:
 
 
 def _console(args: argparse.Namespace, settings: Settings) -> int:
-    from ingester.console.serve import serve_console
+    from ingester.console.app import serve_console
 
     return serve_console(settings)
 

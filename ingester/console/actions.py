@@ -122,7 +122,10 @@ async def replay_dead_letter(request: Request, fields: Form) -> Response:
     partition, _, offset = fields.get("position", "").partition(":")
     if not (partition.isdigit() and offset.isdigit()):
         return render(request, "error.html", {"message": "no such dead letter"}, status_code=400)
-    outcome = await mend.replay_one(state.settings, state.producer, int(partition), int(offset))
+    try:
+        outcome = await mend.replay_one(state.settings, state.producer, int(partition), int(offset))
+    except LookupError as exc:  # gone with the topic's retention, or never there
+        return back(fields.get("back"), str(exc), "/dead-letters")
     audit(
         request, "replay dead letter", f"dlq {outcome.position}", 0 if outcome.plan is None else 1
     )

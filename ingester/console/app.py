@@ -1,6 +1,7 @@
 """The console's ASGI app: its routes, the token gate, the security headers, and the clients
 its lifespan opens (a database pool that connects on first use, a producer started by the
-first replay or dead letter, the sampler) and closes.
+first replay or dead letter, the sampler) and closes; and ``ingester console``, which serves
+it under uvicorn on a socket bound first (a taken port is one clear line).
 
 A database or broker that fails a page answers 503 with the reason, never 500.
 """
@@ -12,6 +13,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
@@ -22,14 +24,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consumers import db
 from consumers.errors import ConsumerError
+from core.errors import CommandError
 from core.kafka import StartOnSend, make_producer
+from core.logs import configure
 from core.settings import Settings
+from ingest.serve import Server
 from ingester.console import actions, pages
 from ingester.console.auth import Sessions, TokenGate
 from ingester.console.context import Console, render
 from ingester.console.experiments import experiment_report, experiments
 from ingester.console.replays import Replays
 from ingester.console.sampler import SAMPLE_S, UNAVAILABLE, Sampler
+from ingester.services import listen
 
 
 class SecurityHeaders:
@@ -121,3 +127,25 @@ def create_app(settings: Settings, token: str, *, sample_s: float = SAMPLE_S) ->
         exception_handlers=handlers,
         lifespan=lifespan,
     )
+
+
+def serve_console(settings: Settings) -> int:
+    """Serve the console until SIGTERM/SIGINT; refuses to start without ``CONSOLE_TOKEN``."""
+    if not settings.console_token:
+        raise CommandError("CONSOLE_TOKEN is not set: the console refuses to start without it")
+    settings.require_database_url()
+    settings.require_kafka()
+    sock = listen(settings.console_port, settings.console_host)
+    configure(settings.log_level)
+    server = Server(
+        uvicorn.Config(
+            create_app(settings, settings.console_token),
+            lifespan="on",
+            access_log=False,
+            log_config=None,
+            server_header=False,
+            timeout_graceful_shutdown=5,
+        )
+    )
+    asyncio.run(server.serve(sockets=[sock]))
+    return 0

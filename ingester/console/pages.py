@@ -68,7 +68,8 @@ async def overview(request: Request) -> Response:
         line_chart([(s.at, s.rate) for s in history], "applied, events/s", "events/s", "rate"),
     ]
     applied = tables.get("applied", [])
-    last_minute = sum(a.events for a in applied if a.minute == max(x.minute for x in applied))
+    latest = max((a.minute for a in applied), default=None)
+    last_minute = sum(a.events for a in applied if a.minute == latest)
     return render(
         request,
         "overview.html",
@@ -80,7 +81,7 @@ async def overview(request: Request) -> Response:
             "charts": charts,
             "per_minute": _per_minute(applied),
             "rate_10min": sum(a.events for a in applied) / (APPLIED_MINUTES * 60),
-            "rate_last": last_minute / 60 if applied else 0.0,
+            "rate_last": last_minute / 60,
             "refresh": REFRESH_S,
             **tables,
         },
@@ -193,5 +194,7 @@ async def login_page(request: Request) -> Response:
 
 
 async def refused(request: Request) -> Response:
-    """What a request without the token or a session gets: the login form, 401."""
-    return render(request, "login.html", {"next": here(request)}, status_code=401)
+    """What a request without the token or a session gets: the login form, 401 (which leads
+    back to the page asked for)."""
+    target = here(request) if request.method in ("GET", "HEAD") else "/"
+    return render(request, "login.html", {"next": target}, status_code=401)

@@ -32,7 +32,7 @@ SECRET_VARS = frozenset({"DATABASE_URL"} | {s.variable for s in SETTINGS if s.se
 PUBLIC_PATHS = {("/webhooks", "Prefix"), ("/events", "Exact")}
 # Commit, producer flush and pool close after the consumer's drain deadline.
 CONSUMER_CLOSE_S = 5
-# The console's graceful shutdown (ingester/console/serve.py).
+# The console's graceful shutdown (ingester/console/app.py).
 CONSOLE_GRACE_S = 5
 
 Obj = dict[str, Any]
