@@ -17,6 +17,7 @@ COPY core ./core
 COPY contract ./contract
 COPY ingest ./ingest
 COPY consumers ./consumers
+COPY rcsync ./rcsync
 # `pip install .`, not `.[dev]`: pytest, the embedded servers and the linters stay out.
 # pip byte-compiles the sources here, since the runtime root filesystem is read-only.
 RUN pip install . && pip check

@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 ## Run everything on embedded Postgres + the embedded Kafka-protocol broker (Ctrl-C stops it).
+## RC_SYNC=1 also runs rc-sync against a local stand-in of RevenueCat's API.
 dev: $(STAMP)
-	$(BIN)/ingester dev
+	$(BIN)/ingester dev$(if $(RC_SYNC), --rc-sync)
 
 ## The whole test suite against real servers (embedded unless DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS).
 test: $(STAMP)
@@ -41,9 +42,10 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## Refill the settings tables of README.md, docs/contract.md and docs/consumers.md.
+## Refill the settings tables of README.md, docs/contract.md, docs/consumers.md and docs/rc-sync.md.
 docs: $(STAMP)
-	$(BIN)/python -m ingester.settings_tables --write README.md docs/contract.md docs/consumers.md
+	$(BIN)/python -m ingester.settings_tables --write README.md docs/contract.md docs/consumers.md \
+		docs/rc-sync.md
 
 ## Throughput and memory benchmarks (prints ratios measured in one run).
 bench: $(STAMP)

@@ -19,7 +19,7 @@ import asyncpg
 
 from bench.dataset import Seeded
 from consumers.decode import RawRecord, decode
-from consumers.handlers.kit_events import parse_kit
+from consumers.handlers.kit_events import KitChange, parse_kit
 from consumers.types import Event
 from contract.records import Record
 
@@ -119,6 +119,8 @@ async def apply_kit(conn: asyncpg.Connection, events: Sequence[Event]) -> NaiveR
         for event in events:
             change = parse_kit(event)
             await _inbox(conn, event)
+            if not isinstance(change, KitChange):
+                continue  # an event that changes nothing we keep
             profile_id = await conn.fetchval(
                 UPDATE_PROFILE, change.email, change.subscriber_id, change.state
             )

@@ -79,17 +79,17 @@ class _Server(uvicorn.Server):
         yield
 
 
-class HealthServer:
-    """Serves :func:`build_app` on ``host:port`` (port 0 picks a free one) in a task."""
+class AppServer:
+    """Serves an ASGI ``app`` on ``host:port`` (port 0 picks a free one) in a task, without
+    taking the process's signals."""
 
     def __init__(
         self,
-        readiness: Probe,
+        app: Any,
         port: int,
         host: str = "0.0.0.0",  # noqa: S104
-        liveness: LivenessProbe = _always_live,
     ) -> None:
-        self._app = build_app(readiness, liveness)
+        self._app = app
         self._host = host
         self._port = port
         self._server: _Server | None = None
@@ -120,3 +120,16 @@ class HealthServer:
         await self._task
         self._server = None
         self._task = None
+
+
+class HealthServer(AppServer):
+    """Serves :func:`build_app` on ``host:port``."""
+
+    def __init__(
+        self,
+        readiness: Probe,
+        port: int,
+        host: str = "0.0.0.0",  # noqa: S104
+        liveness: LivenessProbe = _always_live,
+    ) -> None:
+        super().__init__(build_app(readiness, liveness), port, host)

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka import errors as kafka_errors
+from prometheus_client import Gauge
 
 from consumers import metrics
 from consumers.liveness import Liveness
@@ -23,10 +24,15 @@ log = logging.getLogger("consumers.runner")
 
 
 class Offsets:
-    def __init__(self, consumer: Any, io_timeout_s: float, liveness: Liveness) -> None:
+    def __init__(
+        self, consumer: Any, io_timeout_s: float, liveness: Liveness, lag: Gauge = metrics.LAG
+    ) -> None:
+        """``lag`` is the gauge (labelled topic, partition) the lag is reported in: another
+        group reading the same topics (rc-sync) reports its own."""
         self.consumer = consumer
         self.io_timeout_s = io_timeout_s
         self.liveness = liveness
+        self.lag = lag
         self._committed: dict[TopicPartition, int] = {}
 
     async def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
@@ -61,7 +67,7 @@ class Offsets:
         for tp, end in ends.items():
             committed = self._committed.get(tp)
             if committed is not None:
-                metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, end - committed))
+                self.lag.labels(tp.topic, str(tp.partition)).set(max(0, end - committed))
 
     def update_lag(self) -> None:
         total = 0
@@ -71,6 +77,6 @@ class Offsets:
             if highwater is None or committed is None:
                 continue
             lag = max(0, highwater - committed)
-            metrics.LAG.labels(tp.topic, str(tp.partition)).set(lag)
+            self.lag.labels(tp.topic, str(tp.partition)).set(lag)
             total += lag
         self.liveness.lag = total

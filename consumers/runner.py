@@ -37,13 +37,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from aiokafka import errors as kafka_errors
 
 from consumers import db, dlq, metrics, store
 from consumers.apply import Report, apply_in_transaction
 from consumers.backoff import Backoff
 from consumers.classify import Failure, classify
 from consumers.decode import Item, RawRecord, committable, decode_all
+from consumers.fetch import fetch_batch
 from consumers.flood import FloodGuard, PoisonFlood
 from consumers.isolate import Progress, isolate
 from consumers.liveness import Liveness
@@ -217,19 +217,7 @@ class Runner:
     async def fetch(self) -> list[RawRecord]:
         """One bounded batch from the consumer: up to ``CONSUMER_BATCH_MAX`` records,
         waiting up to ``CONSUMER_BATCH_WAIT_MS`` for the first."""
-        wait_ms = self.fetch_policy.wait_ms
-        try:
-            async with asyncio.timeout(wait_ms / 1000 + self.timeouts.io_s):
-                batches = await self.consumer.getmany(
-                    timeout_ms=wait_ms, max_records=self.fetch_policy.max_records
-                )
-        except (kafka_errors.KafkaError, TimeoutError) as exc:
-            if classify(exc) is not Failure.RETRYABLE:
-                raise
-            log.warning("fetch failed; retrying", extra={"error": str(exc)})
-            await asyncio.sleep(self.backoff.delay(0))
-            return []
-        return [RawRecord.of(r) for records in batches.values() for r in records]
+        return await fetch_batch(self.consumer, self.fetch_policy, self.timeouts.io_s, self.backoff)
 
     async def process(self, records: Sequence[RawRecord]) -> BatchReport:
         """Apply a fetched batch, dead-letter its poison and commit its offsets."""

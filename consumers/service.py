@@ -6,9 +6,10 @@ handlers; an internal team runs it with its own (see docs/consumers.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -49,11 +50,7 @@ async def run_service(
     """
     by_source = {h.source: h for h in handlers}
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGTERM, signal.SIGINT)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    try:
+    with stop_on_signals(stop):
         return await _serve(
             settings,
             by_source,
@@ -62,6 +59,17 @@ async def run_service(
             consumer_options or {},
             stop,
         )
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``stop`` (and do nothing else) while the block runs."""
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)

@@ -47,6 +47,7 @@ PENDING = Group("pending", "Consumers: parked events")
 POISON = Group("poison", "Consumers: poison and dead letters")
 BOUNDS = Group("bounds", "Consumers: database and broker bounds")
 RETENTION = Group("retention", "Retention (`ingester inbox prune`)")
+RCSYNC = Group("rcsync", "rc-sync: RevenueCat attributes written back (`ingester rc-sync`)")
 CONSOLE = Group("console", "Operator console (`ingester console`)")
 GROUPS = (
     SERVERS,
@@ -58,6 +59,7 @@ GROUPS = (
     POISON,
     BOUNDS,
     RETENTION,
+    RCSYNC,
     CONSOLE,
 )
 
@@ -433,6 +435,67 @@ class Settings:
         90,
         "`ingester inbox prune` deletes the local dead-letter log (`ingest_dead_letters`)"
         " older than this; the DLQ topic keeps its own retention",
+    )
+
+    # rc-sync (docs/rc-sync.md): what it may ask of RevenueCat's API, and how often.
+    rc_sync_group: str = RCSYNC.setting(
+        "RC_SYNC_GROUP", Text(), "ingester-rc-sync", "Kafka consumer group of `ingester rc-sync`"
+    )
+    revenuecat_api_key: str | None = RCSYNC.setting(
+        "REVENUECAT_API_KEY",
+        OptionalText(),
+        None,
+        "RevenueCat secret API key (v1) rc-sync sends as `Authorization: Bearer`",
+        secret=True,
+        shown="unset = rc-sync off",
+    )
+    revenuecat_api_url: str = RCSYNC.setting(
+        "REVENUECAT_API_URL",
+        Text(),
+        "https://api.revenuecat.com/v1",
+        "base URL of RevenueCat's REST API v1",
+    )
+    rc_sync_max_rps: float = RCSYNC.setting(
+        "RC_SYNC_MAX_RPS",
+        Number(positive=True),
+        5.0,
+        "most calls per second to RevenueCat, retries included, evenly spaced (token bucket"
+        " of one)",
+    )
+    rc_sync_concurrency: int = RCSYNC.setting(
+        "RC_SYNC_CONCURRENCY",
+        Integer(1),
+        4,
+        "calls to RevenueCat in flight at once (never two for one customer)",
+    )
+    rc_sync_timeout_s: float = RCSYNC.setting(
+        "RC_SYNC_TIMEOUT_S",
+        Number(positive=True),
+        10.0,
+        "bound on one call to RevenueCat (connect, send, answer); then retried",
+    )
+    rc_sync_backoff_max_s: float = RCSYNC.setting(
+        "RC_SYNC_BACKOFF_MAX_S",
+        Number(positive=True),
+        300.0,
+        "cap of the exponential backoff (1 s doubling, jittered) after a 5xx, a timeout or a"
+        " 401/403",
+    )
+    rc_sync_sweep_interval_s: float = RCSYNC.setting(
+        "RC_SYNC_SWEEP_INTERVAL_S",
+        Number(),
+        600.0,
+        "pause between two sweeps over every customer for changes made without a webhook"
+        " (0 = no sweep)",
+    )
+    rc_sync_sweep_rows: int = RCSYNC.setting(
+        "RC_SYNC_SWEEP_ROWS",
+        Integer(1),
+        500,
+        "customers one sweep pass reads (a sweep is passes back to back to the table's end)",
+    )
+    rc_sync_metrics_port: int = RCSYNC.setting(
+        "RC_SYNC_METRICS_PORT", Integer(), 9101, "rc-sync's `/healthz` `/readyz` `/metrics`"
     )
 
     # Operator console: its own process and port, never mounted on the ingest app

@@ -19,6 +19,7 @@ from core.settings import Settings, find_dev_env_file, load
 from core.version import version
 from ingester import operator_verbs, samples
 from ingester.output import explain, fail
+from ingester.rcsync import STANDIN_PORT
 
 # ingester.report.FORMATS, repeated so that starting the CLI does not load the database
 # driver; tests/unit/test_cli.py keeps the two equal.
@@ -69,9 +70,30 @@ def build_parser() -> argparse.ArgumentParser:
         run=_topics_create
     )
 
-    verbs.add_parser(
-        "dev", help="run the whole service on embedded Postgres and Kafka"
-    ).set_defaults(run=_dev)
+    dev = verbs.add_parser("dev", help="run the whole service on embedded Postgres and Kafka")
+    dev.set_defaults(run=_dev)
+    dev.add_argument(
+        "--rc-sync",
+        action="store_true",
+        help="also run rc-sync, against a local stand-in of RevenueCat's API",
+    )
+
+    rc_sync = verbs.add_parser(
+        "rc-sync", help="write our emails, names and environment back to RevenueCat"
+    )
+    rc_sync.set_defaults(run=_rc_sync)
+    rc_sync.add_argument(
+        "--dry-run", action="store_true", help="print the calls it would make; send nothing"
+    )
+    standin = verbs.add_parser("standin", help="stand-ins of third-party APIs, for make dev")
+    standin_verbs = standin.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    revenuecat = standin_verbs.add_parser(
+        "revenuecat", help="RevenueCat's subscriber attributes endpoint, on loopback"
+    )
+    revenuecat.set_defaults(run=_standin_revenuecat)
+    revenuecat.add_argument(
+        "--port", type=_positive, default=STANDIN_PORT, help=f"port (default {STANDIN_PORT})"
+    )
 
     sample = verbs.add_parser("send-sample", help="post a correctly signed sample webhook")
     sample.set_defaults(run=_send_sample)
@@ -180,7 +202,19 @@ def _topics_create(args: argparse.Namespace, settings: Settings) -> int:
 def _dev(args: argparse.Namespace, settings: Settings) -> int:
     from ingester.dev import run_dev
 
-    return run_dev(settings)
+    return run_dev(settings, rc_sync=args.rc_sync)
+
+
+def _rc_sync(args: argparse.Namespace, settings: Settings) -> int:
+    from ingester.rcsync import rc_sync
+
+    return asyncio.run(rc_sync(settings, dry_run=args.dry_run))
+
+
+def _standin_revenuecat(args: argparse.Namespace, settings: Settings) -> int:
+    from ingester.rcsync import standin_revenuecat
+
+    return asyncio.run(standin_revenuecat(settings, args.port))
 
 
 def _send_sample(args: argparse.Namespace, settings: Settings) -> int:
@@ -234,7 +268,7 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # Verbs that run until stopped and log JSON lines to stderr; the others are one-shot.
-SERVICES = ("serve", "consume", "dev", "console")
+SERVICES = ("serve", "consume", "dev", "rc-sync", "standin", "console")
 
 
 def _quiet_logs(level: str) -> None:

@@ -33,7 +33,8 @@ from core.settings import DEV_ENV_FILE, SETTINGS, Settings, load, read_env_file
 from core.topics import create_topics
 from ingester.devguard import RunLock, choose_ports, dev_ports
 from ingester.output import say
-from ingester.samples import PROVIDERS
+from ingester.rcsync import STANDIN_PORT
+from ingester.samples import PROVIDERS, SAMPLE_REVENUECAT_ID
 from ingester.supervise import Child, GaveUp, Supervisor, describe_exit
 
 STATE_DIR = DEV_ENV_FILE.parent
@@ -53,6 +54,10 @@ DEV_SECRETS = {
     "EVENTS_API_KEY": "dev-events-key",
 }
 _SECRET_FIELDS = {s.variable: s.attribute for s in SETTINGS if s.variable in DEV_SECRETS}
+# `ingester dev --rc-sync`: rc-sync's key, and the stand-in of RevenueCat it calls instead of
+# RevenueCat (unless REVENUECAT_API_URL says otherwise).
+RC_SYNC_DEV_KEY = "dev-revenuecat-api-key"
+RC_SYNC_STANDIN_URL = f"http://127.0.0.1:{STANDIN_PORT}/v1"
 
 
 class _Stop(Exception):
@@ -76,7 +81,11 @@ def console_token(settings: Settings) -> str:
 
 
 def stack_env(
-    settings: Settings, stack: devstack.Stack, ports: dict[str, int] | None = None
+    settings: Settings,
+    stack: devstack.Stack,
+    ports: dict[str, int] | None = None,
+    *,
+    rc_sync: bool = False,
 ) -> dict[str, str]:
     """The variables the child processes and later CLI calls need (real env still wins)."""
     env = {
@@ -94,6 +103,17 @@ def stack_env(
     for name, value in DEV_SECRETS.items():
         if not getattr(settings, _SECRET_FIELDS[name]):
             env[name] = value
+    if rc_sync:
+        env.update(rc_sync_env(settings))
+    return env
+
+
+def rc_sync_env(settings: Settings) -> dict[str, str]:
+    env = {}
+    if not settings.revenuecat_api_key:
+        env["REVENUECAT_API_KEY"] = RC_SYNC_DEV_KEY
+    if settings.revenuecat_api_url == Settings().revenuecat_api_url:
+        env["REVENUECAT_API_URL"] = RC_SYNC_STANDIN_URL
     return env
 
 
@@ -138,7 +158,7 @@ def _console_url(settings: Settings) -> str:
     return f"http://{settings.console_host}:{settings.console_port}"
 
 
-def _banner(settings: Settings, env: dict[str, str]) -> str:
+def _banner(settings: Settings, env: dict[str, str], *, rc_sync: bool = False) -> str:
     base = f"http://127.0.0.1:{settings.port}"
     samples = " | ".join(PROVIDERS)
     lines = [
@@ -147,6 +167,7 @@ def _banner(settings: Settings, env: dict[str, str]) -> str:
         f"  ingest:     {base}  (healthz {base}/healthz, metrics {base}/metrics)",
         f"  consumers:  metrics http://127.0.0.1:{settings.consumer_metrics_port}/metrics",
         f"  console:    {_console_url(settings)}  (token {env['CONSOLE_TOKEN']})",
+        *_rc_sync_banner(settings, rc_sync),
         f"  postgres:   {env['DATABASE_URL']}",
         f"  kafka:      {env['KAFKA_BOOTSTRAP_SERVERS']}",
         "  dev secrets (also in .dev/stack.env):",
@@ -159,13 +180,34 @@ def _banner(settings: Settings, env: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def _rc_sync_banner(settings: Settings, rc_sync: bool) -> list[str]:
+    if not rc_sync:
+        return []
+    customer = f"{settings.revenuecat_api_url}/subscribers/{SAMPLE_REVENUECAT_ID}"
+    return [
+        f"  rc-sync:    metrics http://127.0.0.1:{settings.rc_sync_metrics_port}/metrics,"
+        f" calling {settings.revenuecat_api_url}",
+        f"              what it set: curl -H 'Authorization: Bearer {RC_SYNC_DEV_KEY}' {customer}",
+    ]
+
+
 def _spawn(verb: str, ports: dict[str, int]) -> subprocess.Popen[bytes]:
     # New session: Ctrl-C reaches only this process, which then stops the children in order.
     # The ports chosen win over the environment's (a default that was taken moved).
     env = {**os.environ, **{name: str(port) for name, port in ports.items()}}
     return subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "ingester.cli", verb], start_new_session=True, env=env
+        [sys.executable, "-m", "ingester.cli", *verb.split()],
+        start_new_session=True,
+        env=env,
     )
+
+
+def children(rc_sync: bool) -> list[Child]:
+    """What ``ingester dev`` supervises; rc-sync and its stand-in only when asked for."""
+    found = [Child("ingest", "serve"), Child("consumer", "consume"), Child("console", "console")]
+    if rc_sync:
+        found += [Child("revenuecat-standin", "standin revenuecat"), Child("rc-sync", "rc-sync")]
+    return found
 
 
 def _wait_until_serving(settings: Settings, supervisor: Supervisor, timeout: float = 60.0) -> None:
@@ -220,7 +262,7 @@ def _watch_servers(stack: devstack.Stack, settings: Settings, supervisor: Superv
         _say(f"the broker is back with empty topics; restarted {pids}")
 
 
-def run_dev(settings: Settings) -> int:
+def run_dev(settings: Settings, *, rc_sync: bool = False) -> int:
     lock = RunLock(LOCK_FILE)
     try:
         lock.acquire(f"pid {os.getpid()}, started {time.strftime('%H:%M:%S')}")
@@ -233,12 +275,19 @@ def run_dev(settings: Settings) -> int:
         _say(str(exc))
         return 1
     try:
-        return _run(settings, lock, ports, moved)
+        return _run(settings, lock, ports, moved, rc_sync=rc_sync)
     finally:
         lock.release()
 
 
-def _run(settings: Settings, lock: RunLock, ports: dict[str, int], moved: list[str]) -> int:
+def _run(
+    settings: Settings,
+    lock: RunLock,
+    ports: dict[str, int],
+    moved: list[str],
+    *,
+    rc_sync: bool,
+) -> int:
     for line in moved:
         _say(line)
     signal.signal(signal.SIGTERM, _raise_stop)
@@ -252,13 +301,13 @@ def _run(settings: Settings, lock: RunLock, ports: dict[str, int], moved: list[s
         _say(str(exc))
         return 1
     supervisor = Supervisor(
-        [Child("ingest", "serve"), Child("consumer", "consume"), Child("console", "console")],
+        children(rc_sync),
         spawn=lambda verb: _spawn(verb, ports),
         say=_say,
         on_spawn=_write_pids,
     )
     try:
-        env = stack_env(settings, stack, ports)
+        env = stack_env(settings, stack, ports, rc_sync=rc_sync)
         write_env_file(DEV_ENV_FILE, env)
         # The file just written, under the real environment, with the ports chosen.
         effective = load().with_overrides(
@@ -273,7 +322,7 @@ def _run(settings: Settings, lock: RunLock, ports: dict[str, int], moved: list[s
             f"pid {os.getpid()}, started {time.strftime('%H:%M:%S')}, ingest"
             f" http://127.0.0.1:{effective.port}, console {_console_url(effective)}"
         )
-        print(_banner(effective, env), flush=True)
+        print(_banner(effective, env, rc_sync=rc_sync), flush=True)
         while True:
             time.sleep(POLL_S)
             _watch_servers(stack, effective, supervisor)

@@ -15,7 +15,7 @@ from uuid import UUID
 
 import asyncpg
 
-from consumers.handlers.kit_events import parse_kit
+from consumers.handlers.kit_events import KitChange, parse_kit
 from consumers.pending import waits
 from consumers.types import APPLIED, Context, Event, Result, pending
 from contract.topics import SOURCE_KIT
@@ -64,7 +64,8 @@ class KitHandler:
     ) -> list[Result]:
         changes = [parse_kit(e) for e in events]
         by_email: dict[str, list[_Profile]] = {}
-        for row in await conn.fetch(SELECT_PROFILES, sorted({c.email for c in changes})):
+        wanted = sorted({c.email for c in changes if isinstance(c, KitChange)})
+        for row in await conn.fetch(SELECT_PROFILES, wanted):
             version = (row["event_time"], row["event_id"]) if row["event_time"] else None
             by_email.setdefault(row["email"], []).append(
                 _Profile(row["id"], row["kit_subscriber_id"], row["kit_state"], version)
@@ -73,6 +74,9 @@ class KitHandler:
         changed: dict[UUID, _Profile] = {}
         results: list[Result] = []
         for event, change in zip(events, changes, strict=True):
+            if not isinstance(change, KitChange):
+                results.append(change)  # nothing we keep: its result is known already
+                continue
             profiles = by_email.get(change.email)
             if not profiles:
                 results.append(pending(UNKNOWN_EMAIL, waits.key(waits.PROFILE_EMAIL, change.email)))

@@ -3,6 +3,11 @@
 Verification: ``X-Kit-Signature: t=..,v1=..[,v1=..]`` where each ``v1`` is an HMAC-SHA256
 of ``"{t}.{raw body}"``; a request is genuine when any ``v1`` matches any configured secret,
 so secrets can be rotated without downtime.
+
+Every event of a genuine delivery is published, whatever its type: Kit does not retry a 4xx,
+so an event refused here would be lost. Subscriber events are keyed by the subscriber's
+email; events about a tag, sequence, broadcast, post, custom field... carry no subscriber and
+are keyed by that resource (:func:`partition_key`).
 """
 
 from __future__ import annotations
@@ -25,11 +30,35 @@ def verify(headers: Mapping[str, str], raw: bytes, signing: Signing, *, now: flo
     verify_timestamped(headers, SIGNATURE_HEADER, raw, signing, now=now)
 
 
-def subscriber_email(subscriber: Any, path: str) -> str:
-    """The partition key of every Kit event: the subscriber's lower-cased email."""
-    subscriber = fields.require_object(subscriber, path)
-    email = fields.require_text(subscriber.get("email_address"), f"{path}.email_address")
+def subscriber_email(data: Any) -> str | None:
+    """The lower-cased ``subscriber.email_address`` of an event's ``data``, when it has one
+    a key can hold."""
+    email = fields.text_or_none(fields.dig(data, "subscriber", "email_address"))
+    if email is None or len(email) > fields.MAX_TEXT:
+        return None
     return email.strip().lower()
+
+
+def resource_key(data: Any) -> str | None:
+    """``<name>:<id>`` of the first object in ``data`` that has an id (``tag:12``,
+    ``sequence:7``, ``subscriber:42`` for a subscriber without an email)."""
+    if not isinstance(data, dict):
+        return None
+    for name, resource in data.items():
+        raw_id = resource.get("id") if isinstance(resource, dict) else None
+        if isinstance(raw_id, bool) or not isinstance(raw_id, int | str):
+            continue
+        key = f"{name}:{raw_id}"
+        if str(raw_id).strip() and len(key) <= fields.MAX_TEXT:
+            return key
+    return None
+
+
+def partition_key(data: Any, event_id: str) -> str:
+    """The subscriber's lower-cased email, so every event of one person shares a partition;
+    else the resource the event is about; else the event's own id, which spreads such events
+    evenly (docs/topics.md, "Kit record keys")."""
+    return subscriber_email(data) or resource_key(data) or event_id
 
 
 def build_records(body: dict[str, Any], received_at: str) -> list[Record]:
@@ -40,14 +69,13 @@ def build_records(body: dict[str, Any], received_at: str) -> list[Record]:
         event = fields.require_object(item, path)
         event_id = fields.require_id(event.get("id"), f"{path}.id")
         event_type = fields.require_text(event.get("type"), f"{path}.type")
-        email = subscriber_email(fields.dig(event, "data", "subscriber"), f"{path}.data.subscriber")
         records.append(
             cloudevent(
                 source=SOURCE_KIT,
                 event_id=event_id,
                 event_type=f"kit.{event_type}",
                 time=times.first(times.lenient(event.get("created")), default=received_at),
-                partition_key=email,
+                partition_key=partition_key(event.get("data"), event_id),
                 value=fields.dumps(event),
                 received_at=received_at,
             )

@@ -1,8 +1,14 @@
-"""Legacy Kit (ConvertKit v3) hooks (docs/contract.md §4.5): unsigned, one subscriber per request.
+"""Legacy Kit (ConvertKit v3) hooks (docs/contract.md §4.5): unsigned, one event per request.
 
-The ``{token}`` path segment must equal ``KIT_LEGACY_TOKEN``. Legacy hooks carry no event
-id, so one is derived from (event name, subscriber id, state, body hash): a retried delivery
-of the same body gets the same id and is deduplicated by the consumers.
+The ``{token}`` path segment must equal ``KIT_LEGACY_TOKEN``; the ``{event_name}`` segment,
+chosen when the hook was created at Kit, names the event (``subscriber.subscriber_activate``,
+``purchase.purchase_create``, ``custom_field.field_created``...). Any event name is accepted:
+the body is put under ``data`` with the shape of a webhooks 2.0 event, so one record format
+serves both (:func:`event_data`).
+
+Legacy hooks carry no event id, so one is derived from (event name, resource id, state, body
+hash): a retried delivery of the same body gets the same id and is deduplicated by the
+consumers.
 """
 
 from __future__ import annotations
@@ -16,18 +22,28 @@ from contract.topics import SOURCE_KIT
 from ingest import fields
 from ingest.endpoint import Endpoint, Incoming, path_token
 from ingest.errors import BadRequest
-from ingest.providers.kit import subscriber_email
+from ingest.providers.kit import partition_key
 from ingest.verify import check_path_token
 
-# e.g. subscriber.subscriber_activate, subscriber.tag_add
+# e.g. subscriber.subscriber_activate, subscriber.tag_add, purchase.purchase_create
 _EVENT_NAME = re.compile(r"[a-z0-9_]{1,64}(\.[a-z0-9_]{1,64}){0,3}")
 
 
-def derive_id(event_name: str, subscriber: dict[str, Any], raw: bytes) -> str:
+def event_data(event_name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The body as an event's ``data``: keyed by resource, the part of the event name before
+    the first dot. A body that already holds that resource (``{"subscriber": {...}}``) is
+    kept as it is; a bare resource (the purchase of ``purchase.purchase_create``) is put
+    under its name."""
+    resource = event_name.partition(".")[0]
+    return body if isinstance(body.get(resource), dict) else {resource: body}
+
+
+def derive_id(event_name: str, resource: Any, raw: bytes) -> str:
+    described = resource if isinstance(resource, dict) else {}
     parts = (
         event_name,
-        str(subscriber.get("id", "")),
-        str(subscriber.get("state", "")),
+        str(described.get("id", "")),
+        str(described.get("state", "")),
         hashlib.sha256(raw).hexdigest(),
     )
     return "legacy-" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
@@ -38,14 +54,13 @@ def build_records(
 ) -> list[Record]:
     if not _EVENT_NAME.fullmatch(event_name):
         raise BadRequest("event_name: must look like subscriber.subscriber_activate")
-    subscriber = fields.require_object(body.get("subscriber"), "subscriber")
-    email = subscriber_email(subscriber, "subscriber")
-    event_id = derive_id(event_name, subscriber, raw)
+    data = event_data(event_name, body)
+    event_id = derive_id(event_name, data.get(event_name.partition(".")[0]), raw)
     value = {
         "id": event_id,
         "type": event_name,
         "created": received_at,
-        "data": {"subscriber": subscriber},
+        "data": data,
         "legacy": True,
     }
     return [
@@ -55,7 +70,7 @@ def build_records(
             event_type=f"kit.{event_name}",
             # Legacy hooks carry no event time; the receive time is the best available.
             time=received_at,
-            partition_key=email,
+            partition_key=partition_key(data, event_id),
             value=fields.dumps(value),
             received_at=received_at,
         )
@@ -73,7 +88,7 @@ def accept(token: str, incoming: Incoming) -> list[Record]:
 ENDPOINT = Endpoint(
     name="kit_legacy",
     path="/webhooks/kit/legacy/{token}/{event_name}",
-    summary="Legacy Kit hook: one subscriber, published to ingest.kit.v1 with a derived id",
+    summary="Legacy Kit hook: one event of any name, published to ingest.kit.v1 with a derived id",
     security="{token} path segment equal to KIT_LEGACY_TOKEN",
     configured=lambda s: s.kit_legacy_token,
     accept=accept,

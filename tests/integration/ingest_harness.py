@@ -148,7 +148,10 @@ def klaviyo_element(profile: str = "01PROFILE1", **changes: Any) -> dict[str, An
 
 
 def klaviyo_request(
-    settings: Settings, body: Mapping[str, Any] | bytes, now: float | None = None
+    settings: Settings,
+    body: Mapping[str, Any] | bytes,
+    now: float | None = None,
+    webhook_id: str = "wh_test",
 ) -> Request:
     raw = body if isinstance(body, bytes) else orjson.dumps(body)
     assert settings.klaviyo_webhook_secret
@@ -157,7 +160,7 @@ def klaviyo_request(
         "/webhooks/klaviyo",
         raw,
         {
-            "klaviyo-webhook-id": "wh_test",
+            "klaviyo-webhook-id": webhook_id,
             "klaviyo-timestamp": sent,
             "klaviyo-signature": klaviyo.signature(settings.klaviyo_webhook_secret, raw, sent),
         },

@@ -375,3 +375,27 @@ async def test_kit_unknown_email_is_parked(pool: asyncpg.Pool) -> None:
     assert (await retry_pending(pool))["applied"] == 1
     state = await pool.fetchval("SELECT kit_state FROM user_profiles WHERE email = $1", email)
     assert state == "bounced"
+
+
+async def test_kit_events_that_change_nothing_we_keep_are_never_parked(
+    pool: asyncpg.Pool,
+) -> None:
+    unknown = f"{token()}@example.com"  # no profile: a state event would wait for it
+    tagged = kit_event(unknown, "subscriber.tag_added", "2024-05-01T00:00:00Z", state="active")
+    resource = kit.build_records(
+        {"events": [{"id": f"kit-{token()}", "type": "tag.created", "data": {"tag": {"id": 5}}}]},
+        RECEIVED,
+    )
+    no_email = kit.build_records(
+        {"events": [{"id": f"kit-{token()}", "type": "subscriber.bounced", "data": {}}]},
+        RECEIVED,
+    )
+    assert await apply(pool, [*tagged, *resource, *no_email]) == [
+        Disposition.APPLIED,
+        Disposition.APPLIED,
+        Disposition.SKIPPED,
+    ]
+    assert await pool.fetchval("SELECT count(*) FROM ingest_pending") == 0
+    assert await pool.fetchval("SELECT count(*) FROM user_profiles") == 0
+    reason = await pool.fetchval("SELECT reason FROM ingest_skipped WHERE source = 'kit'")
+    assert reason == "kit subscriber without email"

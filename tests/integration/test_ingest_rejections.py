@@ -282,11 +282,6 @@ BAD_REQUESTS = [
         lambda s: h.legacy_request(s, b"nope"), "body is not valid JSON", id="legacy bad json"
     ),
     pytest.param(
-        lambda s: h.legacy_request(s, {"subscriber": {"id": 1}}),
-        "subscriber.email_address: is required",
-        id="legacy no email",
-    ),
-    pytest.param(
         lambda s: h.legacy_request(s, h.legacy_body(), "Not An Event"),
         "event_name:",
         id="legacy bad event name",

@@ -32,7 +32,11 @@ SECRET_VARS = frozenset({"DATABASE_URL"} | {s.variable for s in SETTINGS if s.se
 PUBLIC_PATHS = {("/webhooks", "Prefix"), ("/events", "Exact")}
 # Commit, producer flush and pool close after the consumer's drain deadline.
 CONSUMER_CLOSE_S = 5
-# The console's graceful shutdown (ingester/console/app.py).
+# rc-sync runs alone: one pod, never scaled (its rate limit is per process).
+SINGLE = "ingester-rc-sync"
+# The console: one pod (it keeps its history in memory); its graceful shutdown
+# (ingester/console/app.py).
+CONSOLE = "ingester-console"
 CONSOLE_GRACE_S = 5
 
 Obj = dict[str, Any]
@@ -109,7 +113,7 @@ def test_renders_every_piece(objects: tuple[Obj, ...]) -> None:
 
     for kind, count in {
         "Namespace": 1,
-        "Deployment": 3,
+        "Deployment": 4,
         "Service": 2,
         "Ingress": 1,
         "HorizontalPodAutoscaler": 1,
@@ -119,7 +123,7 @@ def test_renders_every_piece(objects: tuple[Obj, ...]) -> None:
         "CronJob": 1,
         "KafkaTopic": len(STREAMS) + 1,
         "ServiceMonitor": 1,
-        "PodMonitor": 1,
+        "PodMonitor": 2,
         "PrometheusRule": 1,
     }.items():
         assert kinds.count(kind) == count, kind
@@ -224,9 +228,11 @@ def drain_seconds(settings: Settings) -> dict[str, float]:
         "ingester-ingest": graceful + settings.producer_flush_timeout_s,
         # The batch in flight gets SHUTDOWN_DEADLINE_S, then the final commit and closes.
         "ingester-consumers": settings.shutdown_deadline_s + CONSUMER_CLOSE_S,
+        # The same for rc-sync's batch; then the consumer, HTTP client, pool and lock close.
+        SINGLE: settings.shutdown_deadline_s + CONSUMER_CLOSE_S,
         # uvicorn's graceful shutdown, then a replay in progress is stopped and the clients
         # closed.
-        "ingester-console": CONSOLE_GRACE_S + CONSUMER_CLOSE_S,
+        CONSOLE: CONSOLE_GRACE_S + CONSUMER_CLOSE_S,
     }
 
 
@@ -298,13 +304,18 @@ def test_autoscalers_own_the_replica_counts(objects: tuple[Obj, ...]) -> None:
     hpa = one(objects, "HorizontalPodAutoscaler", "ingester-ingest")
     scaled = one(objects, "ScaledObject", "ingester-consumers")
     deployments = {d["metadata"]["name"]: d for d in of_kind(objects, "Deployment")}
+    single = deployments.pop(SINGLE)
+    console = deployments.pop(CONSOLE)
 
     targets = {hpa["spec"]["scaleTargetRef"]["name"], scaled["spec"]["scaleTargetRef"]["name"]}
-    assert targets == set(deployments) - {"ingester-console"}
+    assert targets == set(deployments)
+    # rc-sync: exactly one pod, the old one gone before the new one starts.
+    assert single["spec"]["replicas"] == 1
+    assert single["spec"]["strategy"] == {"type": "Recreate"}
+    # The console: one process, which keeps its short history of samples.
+    assert console["spec"]["replicas"] == 1
     # A replicas field would fight the autoscaler on every apply.
-    assert all("replicas" not in deployments[name]["spec"] for name in targets)
-    # The console is one process, which keeps its short history of samples.
-    assert deployments["ingester-console"]["spec"]["replicas"] == 1
+    assert all("replicas" not in d["spec"] for d in deployments.values())
     assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
 
 
@@ -361,12 +372,14 @@ def test_monitors_scrape_metrics_on_declared_ports(objects: tuple[Obj, ...]) -> 
         p["name"] for p in service["spec"]["ports"]
     }
 
-    consumers = one(objects, "Deployment", "ingester-consumers")["spec"]["template"]
-    pod_monitor = one(objects, "PodMonitor", "ingester-consumers")
-    assert selects(pod_monitor["spec"]["selector"]["matchLabels"], consumers["metadata"]["labels"])
-    ports = {p["name"] for c in consumers["spec"]["containers"] for p in c["ports"]}
-    assert {e["port"] for e in pod_monitor["spec"]["podMetricsEndpoints"]} <= ports
-    endpoints = [*monitor["spec"]["endpoints"], *pod_monitor["spec"]["podMetricsEndpoints"]]
+    endpoints = list(monitor["spec"]["endpoints"])
+    for name in ("ingester-consumers", SINGLE):
+        pods = one(objects, "Deployment", name)["spec"]["template"]
+        pod_monitor = one(objects, "PodMonitor", name)
+        assert selects(pod_monitor["spec"]["selector"]["matchLabels"], pods["metadata"]["labels"])
+        ports = {p["name"] for c in pods["spec"]["containers"] for p in c["ports"]}
+        assert {e["port"] for e in pod_monitor["spec"]["podMetricsEndpoints"]} <= ports
+        endpoints += pod_monitor["spec"]["podMetricsEndpoints"]
     assert {e["path"] for e in endpoints} == {"/metrics"}
 
 
@@ -379,8 +392,11 @@ def test_prometheus_rule_deploys_the_rules_file(objects: tuple[Obj, ...]) -> Non
 
 
 def egress_namespaces(policy: Obj) -> set[str]:
+    """The namespaces a policy lets its pods reach ("internet" for an address block)."""
     return {
         peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        if "namespaceSelector" in peer
+        else "internet"
         for rule in policy["spec"].get("egress", [])
         for peer in rule["to"]
     }
@@ -394,6 +410,11 @@ def egress_namespaces(policy: Obj) -> set[str]:
         pytest.param("migrate", {"postgres", "kube-system"}, id="migrate: Postgres and DNS"),
         pytest.param("inbox-prune", {"postgres", "kube-system"}, id="prune: Postgres and DNS"),
         pytest.param("console", {"kafka", "postgres", "kube-system"}, id="console: all three"),
+        pytest.param(
+            "rc-sync",
+            {"kafka", "postgres", "kube-system", "internet"},
+            id="rc-sync: consumers' + RevenueCat",
+        ),
     ],
 )
 def test_network_policies_limit_each_component(component: str, reach: set[str]) -> None:
@@ -414,6 +435,31 @@ def test_network_policies_limit_each_component(component: str, reach: set[str]) 
         for policy in applying:
             for rule in policy["spec"].get("egress", []):
                 assert rule.get("ports"), f"{policy['metadata']['name']}: egress without ports"
+
+
+# Never reachable through rc-sync's internet egress: pod, service and VPC addresses, the
+# cloud metadata service, loopback.
+INSIDE = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "127.0.0.0/8")
+
+
+def test_rc_sync_reaches_the_internet_on_https_only_and_nothing_inside() -> None:
+    for overlay in OVERLAYS:
+        policy = one(render(overlay), "NetworkPolicy", SINGLE)
+        blocks = [
+            (rule, peer["ipBlock"])
+            for rule in policy["spec"]["egress"]
+            for peer in rule["to"]
+            if "ipBlock" in peer
+        ]
+
+        assert blocks
+        for rule, block in blocks:
+            assert rule["ports"] == [{"port": 443, "protocol": "TCP"}]
+            if block["cidr"] == "0.0.0.0/0":
+                assert set(INSIDE) <= set(block["except"])
+            else:
+                assert block["cidr"] == "::/0"
+                assert {"fc00::/7", "fe80::/10"} <= set(block["except"])
 
 
 def test_images_are_the_published_image_with_a_pinned_tag(objects: tuple[Obj, ...]) -> None:
@@ -440,8 +486,8 @@ def test_production_runs_more_and_spreads_across_zones() -> None:
         assert one(prod, kind, name)["spec"][field] > one(dev, kind, name)["spec"][field], field
     assert one(prod, "HorizontalPodAutoscaler", "ingester-ingest")["spec"]["minReplicas"] >= 2
     for deployment in of_kind(prod, "Deployment"):
-        if deployment["spec"].get("replicas") == 1:
-            continue  # one pod (the console) has nothing to spread
+        if deployment["metadata"]["name"] in (SINGLE, CONSOLE):
+            continue  # one pod: nothing to spread
         spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
         zone = [c for c in spread if c["topologyKey"] == "topology.kubernetes.io/zone"]
         assert zone and zone[0]["whenUnsatisfiable"] == "DoNotSchedule"
@@ -455,6 +501,7 @@ def test_each_workload_runs_its_verb_with_only_its_secret(objects: tuple[Obj, ..
         "ingester-consumers": (["consume"], {"ingester-database"}),
         "ingester-migrate": (["migrate"], {"ingester-database"}),
         "ingester-inbox-prune": (["inbox", "prune"], {"ingester-database"}),
+        SINGLE: (["rc-sync"], {"ingester-database", "ingester-revenuecat-api"}),
         "ingester-console": (["console"], {"ingester-database", "ingester-console"}),
     }
     seen = {}

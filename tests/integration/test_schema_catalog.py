@@ -55,6 +55,7 @@ FOREIGN_KEYS = {
     ("conversion_attribution", "variant_id"): ("variants", CASCADE),
     ("ingest_kit_versions", "user_profile_id"): ("user_profiles", CASCADE),
     ("ingest_notification_setting_versions", "user_id"): ("users", CASCADE),
+    ("ingest_rc_sync", "revenue_cat_id"): ("user_revenue_cat_ids", CASCADE),
 }
 
 UNIQUE = {
@@ -137,6 +138,7 @@ INDEXES = [
     ("ingest_pending", "USING btree (next_attempt_at, source, event_id)"),
     ("ingest_skipped", "USING btree (skipped_at)"),
     ("ingest_dead_letters", "USING btree (dead_at)"),
+    ("ingest_rc_sync", "USING btree (intent_at) WHERE (intent IS NOT NULL)"),
 ]
 
 

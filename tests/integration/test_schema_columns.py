@@ -145,6 +145,13 @@ BOOKKEEPING: Expected = {
         ("channel", "text", NN, None),
         ("event_time", "timestamp with time zone", NN, None),
     ),
+    "ingest_rc_sync": (
+        ("revenue_cat_id", "text", NN, None),
+        ("intent", "jsonb", NULL, None),
+        ("intent_at", "timestamp with time zone", NULL, None),
+        ("refused", "jsonb", NN, "'{}'::jsonb"),
+        ("synced_at", "timestamp with time zone", NULL, None),
+    ),
 }
 
 

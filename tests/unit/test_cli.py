@@ -24,7 +24,14 @@ from ingester.report import FORMATS
 CLOSED = free_port()  # nothing listens there
 CLOSED_DB = f"postgresql://u@127.0.0.1:{CLOSED}/db"
 CLOSED_KAFKA = f"127.0.0.1:{CLOSED}"
-VERB_GROUPS = {"topics", "dlq", "pending", "inbox", "experiments"}  # verbs with an action
+VERB_GROUPS = {
+    "topics",
+    "dlq",
+    "pending",
+    "inbox",
+    "experiments",
+    "standin",
+}  # verbs with an action
 
 
 def run_cli(
@@ -178,6 +185,22 @@ def test_report_offers_the_formats_the_report_renders() -> None:
             {"KAFKA_BOOTSTRAP_SERVERS": ""},
             "KAFKA_BOOTSTRAP_SERVERS is not set (",
             id="a DLQ verb without a broker",
+        ),
+        pytest.param(
+            ["rc-sync"],
+            {
+                "DATABASE_URL": CLOSED_DB,
+                "KAFKA_BOOTSTRAP_SERVERS": CLOSED_KAFKA,
+                "REVENUECAT_API_KEY": "",
+            },
+            "REVENUECAT_API_KEY is not set, so rc-sync is off",
+            id="rc-sync without its key",
+        ),
+        pytest.param(
+            ["rc-sync", "--dry-run"],
+            {"DATABASE_URL": CLOSED_DB},
+            "Connect call failed",
+            id="rc-sync dry run",
         ),
         pytest.param(
             ["pending", "list"],

@@ -339,22 +339,44 @@ def test_kit_records_one_per_event() -> None:
             "events[1].type: is required",
             id="no type",
         ),
-        pytest.param(
-            {"events": [kit_event(0, data={})]},
-            "events[0].data.subscriber: must be an object",
-            id="no subscriber",
-        ),
-        pytest.param(
-            {"events": [kit_event(0, data={"subscriber": {"id": 1}})]},
-            "events[0].data.subscriber.email_address: is required",
-            id="no email",
-        ),
     ],
 )
 def test_kit_bad_bodies(body: dict[str, Any], detail: str) -> None:
     with pytest.raises(BadRequest) as raised:
         kit.build_records(body, RECEIVED)
     assert raised.value.detail.startswith(detail)
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        pytest.param({"subscriber": {"id": 1, "email_address": " A@B.io"}}, "a@b.io", id="email"),
+        pytest.param(
+            {"subscriber": {"id": 1, "email_address": "a@b.io"}, "tag": {"id": 9}},
+            "a@b.io",
+            id="email before the resource",
+        ),
+        pytest.param({"tag": {"id": 12, "name": "VIP"}}, "tag:12", id="tag"),
+        pytest.param({"sequence": {"id": "7"}}, "sequence:7", id="string id"),
+        pytest.param({"subscriber": {"id": 42}}, "subscriber:42", id="subscriber without email"),
+        pytest.param(
+            {"subscriber": {"id": 42, "email_address": "x" * 300}},
+            "subscriber:42",
+            id="email too long for a key",
+        ),
+        pytest.param(
+            {"note": "x", "broadcast": {"id": True}, "post": {"id": 5}}, "post:5", id="first id"
+        ),
+        pytest.param({"custom_field": {"id": "x" * 300}}, "kit-0", id="id too long"),
+        pytest.param({}, "kit-0", id="no resource"),
+        pytest.param(None, "kit-0", id="no data"),
+        pytest.param([{"id": 1}], "kit-0", id="data not an object"),
+    ],
+)
+def test_kit_partition_key(data: Any, key: str) -> None:
+    [record] = kit.build_records({"events": [kit_event(0, data=data)]}, RECEIVED)
+    assert record.key == key.encode()
+    assert record.header("ce_partitionkey") == key
 
 
 LEGACY_BODY = {
@@ -409,20 +431,32 @@ def test_kit_legacy_id_is_stable_and_distinguishes_deliveries() -> None:
     assert ce_id("subscriber.subscriber_activate", orjson.dumps({"subscriber": changed})) != first
 
 
+PURCHASE = {"id": 8, "transaction_id": "123-abcd", "email_address": "Buyer@Example.com"}
+FIELD = {"custom_field": {"id": 3, "name": "ck_field_3_plan", "key": "plan"}}
+
+
 @pytest.mark.parametrize(
-    ("event_name", "body", "detail"),
+    ("event_name", "body", "data", "key"),
     [
-        pytest.param("Subscriber Activate", LEGACY_BODY, "event_name:", id="bad event name"),
-        pytest.param("subscriber.subscriber_activate", {}, "subscriber: must be", id="no sub"),
         pytest.param(
-            "subscriber.subscriber_activate",
-            {"subscriber": {"id": 1}},
-            "subscriber.email_address: is required",
-            id="no email",
+            "purchase.purchase_create", PURCHASE, {"purchase": PURCHASE}, "purchase:8", id="bare"
         ),
+        pytest.param("custom_field.field_created", FIELD, FIELD, "custom_field:3", id="field"),
+        pytest.param("subscriber.subscriber_activate", {}, {"subscriber": {}}, None, id="empty"),
+        pytest.param("subscriber.tag_add", LEGACY_BODY, LEGACY_BODY, "jane@example.com", id="tag"),
     ],
 )
-def test_kit_legacy_bad_bodies(event_name: str, body: dict[str, Any], detail: str) -> None:
+def test_kit_legacy_bodies_of_any_event_are_published(
+    event_name: str, body: dict[str, Any], data: dict[str, Any], key: str | None
+) -> None:
+    [record] = kit_legacy.build_records(event_name, body, orjson.dumps(body), RECEIVED)
+    event_id = record.header("ce_id")
+    assert orjson.loads(record.value)["data"] == data
+    assert record.header("ce_type") == f"kit.{event_name}"
+    assert record.key == (key or event_id or "").encode()
+
+
+def test_kit_legacy_bad_event_name() -> None:
     with pytest.raises(BadRequest) as raised:
-        kit_legacy.build_records(event_name, body, orjson.dumps(body), RECEIVED)
-    assert raised.value.detail.startswith(detail)
+        kit_legacy.build_records("Subscriber Activate", LEGACY_BODY, b"{}", RECEIVED)
+    assert raised.value.detail.startswith("event_name:")

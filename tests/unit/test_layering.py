@@ -4,6 +4,8 @@
 ingest writes and consumers read; it imports no other package of the project. ``core/`` is
 plumbing (settings, Kafka clients, logs, migrations) and may import only the contract.
 ``ingest/`` (HTTP) and ``consumers/`` (apply) stand on both and never import each other.
+``rcsync/`` is an internal subscriber: it stands on the contract, the plumbing and the
+consumers' building blocks, never on ingest, and nothing but the command imports it.
 ``ingester/`` is the command on top and may import any of them. No module of these packages
 imports itself back through a chain of others.
 """
@@ -17,12 +19,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT = ("core", "contract", "ingest", "consumers", "ingester")
+PRODUCT = ("core", "contract", "ingest", "consumers", "rcsync", "ingester")
 ALLOWED = {
     "contract": set[str](),
     "core": {"contract"},
     "ingest": {"contract", "core"},
     "consumers": {"contract", "core"},
+    "rcsync": {"contract", "core", "consumers"},
 }
 
 

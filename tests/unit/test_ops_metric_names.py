@@ -38,6 +38,13 @@ PINNED = {
     "consumer_pending_events": "gauge",
     "consumer_pending_oldest_age_seconds": "gauge",
     "consumer_dlq_replayed_total": "counter",
+    "rc_sync_calls_total": "counter",
+    "rc_sync_rate_limit_waits_total": "counter",
+    "rc_sync_rate_limit_wait_seconds_total": "counter",
+    "rc_sync_customers_behind": "gauge",
+    "rc_sync_lag": "gauge",
+    "rc_sync_sweep_rows_total": "counter",
+    "rc_sync_sweep_completed_timestamp_seconds": "gauge",
 }
 SERIES_SUFFIXES = {"counter": ("",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
 
@@ -149,7 +156,9 @@ async def ingest_exposition() -> str:
 
 
 def consumer_exposition() -> str:
+    """The consumers' and rc-sync's metrics (both subscribe to the topics)."""
     import consumers.metrics  # noqa: F401 - registers the consumer metrics
+    import rcsync.metrics  # noqa: F401 - registers rc-sync's metrics
 
     return prometheus_client.generate_latest(prometheus_client.REGISTRY).decode()
 
@@ -164,6 +173,6 @@ async def test_live_expositions_export_every_pinned_metric() -> None:
 @pytest.mark.parametrize("exprs", SOURCES)
 async def test_queries_use_only_live_metric_names(exprs: Any) -> None:
     exposed = exposed_families(await ingest_exposition()) | exposed_families(consumer_exposition())
-    ours = {n: k for n, k in exposed.items() if n.startswith(("ingest_", "consumer_"))}
+    ours = {n: k for n, k in exposed.items() if n.startswith(("ingest_", "consumer_", "rc_sync_"))}
 
     assert referenced(exprs()) <= series_names(ours)
