@@ -122,13 +122,15 @@ async def apply_events(
     *,
     scope: str = "",
     backoff_max_s: float,
+    dedupe: bool = True,
 ) -> Report:
     """Apply fetched events inside the caller's transaction; a pending event that was parked
-    before backs off up to ``backoff_max_s``."""
+    before backs off up to ``backoff_max_s``. ``dedupe=False`` (``ingester replay
+    --reapply``) runs the handlers even for events the inbox already holds."""
     check_sources(events, handlers)
     first, _ = split_duplicates(events)
     new_keys = await store.claim_inbox(conn, first, scope)
-    fresh = [e for e in first if (e.source, e.id) in new_keys]
+    fresh = [e for e in first if not dedupe or (e.source, e.id) in new_keys]
     applied, latency = await run_handlers(conn, handlers, fresh, ctx)
     await park_results(conn, applied, scope, backoff_max_s=backoff_max_s)
     await store.record_skipped(

@@ -40,12 +40,13 @@ def _ms(seconds: float) -> str:
     return str(round(seconds * 1000))
 
 
-async def create_pool(settings: Settings) -> asyncpg.Pool:
-    """The pool every consumer process and verb uses (``DB_POOL_MAX`` connections at most)."""
+async def create_pool(settings: Settings, *, min_size: int = 1) -> asyncpg.Pool:
+    """The pool every consumer process and verb uses (``DB_POOL_MAX`` connections at most).
+    ``min_size=0`` connects on first use (the console starts while the database is down)."""
     timeout = settings.db_command_timeout_s or None
     return await asyncpg.create_pool(
         settings.require_database_url(),
-        min_size=1,
+        min_size=min_size,
         max_size=settings.db_pool_max,
         command_timeout=timeout,
         timeout=timeout or 60.0,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 import orjson
@@ -39,6 +39,8 @@ class RawRecord:
     key: bytes | None
     value: bytes | None
     headers: Headers
+    # The record's Kafka timestamp (ms); replay reads a time window by it.
+    timestamp_ms: int | None = field(default=None, compare=False)
 
     @property
     def position(self) -> Position:
@@ -60,7 +62,13 @@ class RawRecord:
         if not (plain and set(map(type, headers)) <= _PAIR):
             headers = [(k, v if type(v) is bytes else bytes(v or b"")) for k, v in headers]
         return cls(
-            record.topic, record.partition, record.offset, record.key, record.value, tuple(headers)
+            record.topic,
+            record.partition,
+            record.offset,
+            record.key,
+            record.value,
+            tuple(headers),
+            getattr(record, "timestamp", None),
         )
 
 

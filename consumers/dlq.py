@@ -26,7 +26,7 @@ from typing import Any
 from consumers import store
 from consumers.classify import error_class, error_message
 from consumers.decode import RawRecord
-from contract.headers import CE_ID, CE_SOURCE, Headers
+from contract.headers import CE_ID, CE_PARTITIONKEY, CE_SOURCE, Headers
 from contract.records import rfc3339
 from contract.topics import DLQ, topic_name
 from core.settings import Settings
@@ -74,6 +74,7 @@ def log_row(letter: DeadLetter) -> store.DeadLetterRow:
         position=letter.raw.position,
         error_class=letter.error_class,
         error=_text(letter.message) or "",
+        partition_key=_text(letter.raw.header(CE_PARTITIONKEY)),
     )
 
 

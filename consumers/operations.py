@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from consumers import db, dlq, metrics
 from consumers.decode import RawRecord
 from consumers.dlq import DeadLetterSink
-from consumers.pending import store as pending_store
+from consumers.pending import browse
 from consumers.pending.retry import PendingRetry, refresh_gauges
 from consumers.registry import build_handlers
 from consumers.retention import prune_dead_letters, prune_inbox, prune_skipped
@@ -62,6 +62,43 @@ class DlqPass:
     read: int = 0
 
 
+DlqCursor = tuple[int, int]  # (partition, offset) of a record in the DLQ topic
+
+
+async def stream_dead_letters(
+    settings: Settings,
+    *,
+    after: DlqCursor | None = None,
+    chunk: int = CHUNK_RECORDS,
+    done: DlqPass | None = None,
+) -> AsyncGenerator[list[RawRecord], None]:
+    """The DLQ topic's records, partition by partition in offset order, one chunk (at most
+    ``chunk``) at a time, up to the end each partition had when reading began: from the
+    start, or from the record after ``after``. ``done.read`` counts the records fetched."""
+    consumer = _dlq_consumer(settings, None)
+    try:
+        await consumer.start()
+        tps = await assign_all(consumer, dlq_topic(settings))
+        if after is None:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            tps = [tp for tp in tps if tp.partition >= after[0]]
+            consumer.assign(tps)
+            for tp in tps:
+                if tp.partition == after[0]:
+                    consumer.seek(tp, after[1] + 1)
+                else:
+                    await consumer.seek_to_beginning(tp)
+        reader = TopicReader(consumer, tps, chunk=chunk)
+        async with aclosing(reader.chunks()) as chunks:
+            async for records in chunks:
+                if done is not None:
+                    done.read = reader.records_read
+                yield records
+    finally:
+        await consumer.stop()
+
+
 async def list_dead_letters(
     settings: Settings, limit: int | None = None, done: DlqPass | None = None
 ) -> AsyncGenerator[list[dlq.Described], None]:
@@ -69,23 +106,15 @@ async def list_dead_letters(
     :data:`CHUNK_RECORDS`) at a time, stopping after ``limit`` of them. ``done`` is kept
     up to date as the chunks are yielded."""
     done = DlqPass() if done is None else done
-    consumer = _dlq_consumer(settings, None)
-    try:
-        await consumer.start()
-        tps = await assign_all(consumer, dlq_topic(settings))
-        await consumer.seek_to_beginning(*tps)
-        reader = TopicReader(consumer, tps, chunk=min(limit or CHUNK_RECORDS, CHUNK_RECORDS))
-        async with aclosing(reader.chunks()) as chunks:
-            async for chunk in chunks:
-                done.read = reader.records_read
-                room = None if limit is None else limit - done.shown
-                described = [dlq.describe(r) for r in chunk[:room]]
-                done.shown += len(described)
-                yield described
-                if limit is not None and done.shown >= limit:
-                    break
-    finally:
-        await consumer.stop()
+    chunk = min(limit or CHUNK_RECORDS, CHUNK_RECORDS)
+    async with aclosing(stream_dead_letters(settings, chunk=chunk, done=done)) as chunks:
+        async for records in chunks:
+            room = None if limit is None else limit - done.shown
+            described = [dlq.describe(r) for r in records[:room]]
+            done.shown += len(described)
+            yield described
+            if limit is not None and done.shown >= limit:
+                break
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +150,7 @@ async def replay_dead_letters(
                 room = None if limit is None else limit - done.shown
                 offsets: dict[TopicPartition, int] = {}
                 async with aclosing(
-                    _replay_chunk(settings, producer, chunk, dry_run, room, done, offsets)
+                    replay_records(settings, producer, chunk, dry_run, room, done, offsets)
                 ) as outcomes:
                     async for outcome in outcomes:
                         yield outcome
@@ -134,7 +163,7 @@ async def replay_dead_letters(
         await producer.stop()
 
 
-async def _replay_chunk(
+async def replay_records(
     settings: Settings,
     producer: Any,
     chunk: Sequence[RawRecord],
@@ -143,9 +172,9 @@ async def _replay_chunk(
     done: DlqPass,
     offsets: dict[TopicPartition, int],
 ) -> AsyncGenerator[Replayed, None]:
-    """Replay up to ``room`` records of one chunk, yielding each outcome, and fill
-    ``offsets`` with what to commit once all were acknowledged. Records after the last one
-    replayed stay for the next run."""
+    """Replay up to ``room`` of ``chunk``'s records (re-published through ``producer``),
+    yielding each outcome, and fill ``offsets`` with what to commit once all were
+    acknowledged. Records after the last one replayed stay for the next run."""
     replayed = 0
     pending: list[Any] = []
     for record in chunk:
@@ -181,7 +210,7 @@ class PendingOverview:
     """Parked events by reason (with the oldest of each), and the expired ones by reason
     that ``pending retry --expired`` can put back."""
 
-    counts: list[pending_store.PendingCount]
+    counts: list[browse.PendingCount]
     expired: list[tuple[str, int]]
 
 
@@ -189,7 +218,7 @@ async def pending_overview(settings: Settings) -> PendingOverview:
     async with _pool(settings) as pool:
         counts = await refresh_gauges(pool)
         async with db.connection(pool) as conn:
-            expired = await pending_store.expired_summary(conn)
+            expired = await browse.expired_summary(conn)
     return PendingOverview(counts, expired)
 
 
@@ -217,7 +246,7 @@ async def retry_pending(settings: Settings, *, expired: bool = False) -> Pending
                 revived = await retry.revive_expired()
             report = await retry.run()
             async with db.connection(pool) as conn:
-                left = await pending_store.summary(conn)
+                left = await browse.summary(conn)
     finally:
         await producer.stop()
     return PendingRetried(revived, report.totals(), sum(c.events for c in left))

@@ -33,8 +33,8 @@ def dumps(data: object) -> str:
 
 
 CLAIM_INBOX = """
-INSERT INTO ingest_inbox (source, event_id, topic, partition, "offset")
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[])
+INSERT INTO ingest_inbox (source, event_id, topic, partition, "offset", partition_key)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::text[])
 ON CONFLICT (source, event_id) DO NOTHING
 RETURNING source, event_id
 """
@@ -51,11 +51,21 @@ async def claim_inbox(
         CLAIM_INBOX,
         [stored_source(e.source, scope) for e in events],
         [e.id for e in events],
+        *positions(events),
+        [e.partition_key for e in events],
+    )
+    return keys_of(rows, scope)
+
+
+def positions(
+    events: Sequence[Event],
+) -> tuple[list[str | None], list[int | None], list[int | None]]:
+    """The topic, partition and offset columns of ``events`` (NULL where unknown)."""
+    return (
         [e.position.topic if e.position else None for e in events],
         [e.position.partition if e.position else None for e in events],
         [e.position.offset if e.position else None for e in events],
     )
-    return keys_of(rows, scope)
 
 
 def keys_of(rows: Iterable[asyncpg.Record], scope: str) -> set[tuple[str, str]]:
@@ -86,8 +96,10 @@ async def release_inbox(
 
 
 RECORD_SKIPPED = """
-INSERT INTO ingest_skipped (source, event_id, event_type, event_time, reason)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+INSERT INTO ingest_skipped
+    (source, event_id, event_type, event_time, reason, partition_key, topic, partition, "offset")
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[],
+                     $6::text[], $7::text[], $8::int[], $9::bigint[])
 ON CONFLICT (source, event_id) DO NOTHING
 """
 
@@ -104,13 +116,16 @@ async def record_skipped(
         [e.type for e, _ in skipped],
         [e.time for e, _ in skipped],
         [reason for _, reason in skipped],
+        [e.partition_key for e, _ in skipped],
+        *positions([e for e, _ in skipped]),
     )
 
 
 LOG_DEAD_LETTERS = """
-INSERT INTO ingest_dead_letters (source, event_id, topic, partition, "offset", error_class, error)
+INSERT INTO ingest_dead_letters
+    (source, event_id, topic, partition, "offset", error_class, error, partition_key)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::text[],
-                     $7::text[])
+                     $7::text[], $8::text[])
 """
 
 
@@ -121,6 +136,7 @@ class DeadLetterRow:
     position: Position
     error_class: str
     error: str
+    partition_key: str | None = None
 
 
 async def log_dead_letters(conn: asyncpg.Connection, rows: Sequence[DeadLetterRow]) -> None:
@@ -135,4 +151,5 @@ async def log_dead_letters(conn: asyncpg.Connection, rows: Sequence[DeadLetterRo
         [r.position.offset for r in rows],
         [r.error_class for r in rows],
         [r.error for r in rows],
+        [r.partition_key for r in rows],
     )

@@ -9,7 +9,7 @@ fetching too: :attr:`TopicReader.records_read` says how many records it pulled.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -37,16 +37,35 @@ async def assign_all(consumer: Any, topic: str, timeout_s: float = 10.0) -> list
     return tps
 
 
+async def partition_ends(
+    consumer: Any, tps: Sequence[TopicPartition], timeout_s: float = 30.0
+) -> tuple[dict[TopicPartition, int], dict[TopicPartition, list[Any]]]:
+    """Every partition's end, and the few records the fetches that learnt it returned (at
+    most one per round, from each partition's position).
+
+    The end is the larger of ListOffsets' answer and the high watermark of a fetch: some
+    Kafka-compatible brokers (the embedded one) answer ListOffsets with the base offset of
+    the last batch plus one, which undercounts multi-record batches."""
+    listed: dict[TopicPartition, int] = await consumer.end_offsets(list(tps))
+    early: dict[TopicPartition, list[Any]] = {}
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while any(consumer.highwater(tp) is None for tp in tps):
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"no fetch answer from {tps[0].topic}")
+        batch = await consumer.getmany(*tps, timeout_ms=FETCH_WAIT_MS, max_records=1)
+        for tp, records in batch.items():
+            early.setdefault(tp, []).extend(records)
+    ends = {tp: max(listed.get(tp, 0), consumer.highwater(tp)) for tp in tps}
+    return ends, early
+
+
 class TopicReader:
     """Records of ``tps`` in (partition, offset) order, from each partition's position up to
-    its end as of the start of reading.
+    its end as of the start of reading (:func:`partition_ends`, taken for every partition
+    before any is read), or up to the ``ends`` given.
 
-    The end of a partition is the larger of ListOffsets' answer and the high watermark of
-    the first fetch, taken for every partition before any is read: some Kafka-compatible
-    brokers (the embedded one) answer ListOffsets with the base offset of the last batch
-    plus one, which undercounts multi-record batches. Records appended while reading (a
-    replay that fails again) are left for the next run. ``timeout_s`` bounds the wait for a
-    fetch that brings nothing while records remain.
+    Records appended while reading (a replay that fails again) are left for the next run.
+    ``timeout_s`` bounds the wait for a fetch that brings nothing while records remain.
     """
 
     def __init__(
@@ -56,35 +75,25 @@ class TopicReader:
         *,
         chunk: int = CHUNK_RECORDS,
         timeout_s: float = 30.0,
+        ends: Mapping[TopicPartition, int] | None = None,
     ) -> None:
         self._consumer = consumer
         self._tps = list(tps)
         self._chunk = chunk
         self._timeout_s = timeout_s
+        self._ends = ends
         self.records_read = 0
 
     async def chunks(self) -> AsyncGenerator[list[RawRecord], None]:
         """Chunks of at most ``chunk`` records; stop iterating to stop fetching."""
-        ends, early = await self._ends()
+        early: dict[TopicPartition, list[Any]] = {}
+        if self._ends is None:
+            ends, early = await partition_ends(self._consumer, self._tps, self._timeout_s)
+        else:
+            ends = dict(self._ends)
         for tp in self._tps:
             async for chunk in self._partition(tp, ends[tp], early.get(tp, [])):
                 yield chunk
-
-    async def _ends(self) -> tuple[dict[TopicPartition, int], dict[TopicPartition, list[Any]]]:
-        """Every partition's end, and the few records the fetches that learnt it returned
-        (at most one per round), kept to be yielded in order."""
-        consumer = self._consumer
-        listed: dict[TopicPartition, int] = await consumer.end_offsets(self._tps)
-        early: dict[TopicPartition, list[Any]] = {}
-        deadline = asyncio.get_running_loop().time() + self._timeout_s
-        while any(consumer.highwater(tp) is None for tp in self._tps):
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"no fetch answer from {self._tps[0].topic}")
-            batch = await consumer.getmany(*self._tps, timeout_ms=FETCH_WAIT_MS, max_records=1)
-            for tp, records in batch.items():
-                early.setdefault(tp, []).extend(records)
-        ends = {tp: max(listed.get(tp, 0), consumer.highwater(tp)) for tp in self._tps}
-        return ends, early
 
     async def _partition(
         self, tp: TopicPartition, end: int, early: list[Any]

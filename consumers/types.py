@@ -37,7 +37,7 @@ class Event:
     partition_key: str
     data: Any  # the record value, decoded JSON
     received_at: datetime | None = None
-    position: Position | None = None  # None when replayed from the pending table
+    position: Position | None = None  # None when unknown (parked follow-up work)
 
 
 class Outcome(enum.Enum):

@@ -48,7 +48,20 @@ POISON = Group("poison", "Consumers: poison and dead letters")
 BOUNDS = Group("bounds", "Consumers: database and broker bounds")
 RETENTION = Group("retention", "Retention (`ingester inbox prune`)")
 RCSYNC = Group("rcsync", "rc-sync: RevenueCat attributes written back (`ingester rc-sync`)")
-GROUPS = (SERVERS, ENDPOINTS, INGEST, KAFKA, CONSUMERS, PENDING, POISON, BOUNDS, RETENTION, RCSYNC)
+CONSOLE = Group("console", "Operator console (`ingester console`)")
+GROUPS = (
+    SERVERS,
+    ENDPOINTS,
+    INGEST,
+    KAFKA,
+    CONSUMERS,
+    PENDING,
+    POISON,
+    BOUNDS,
+    RETENTION,
+    RCSYNC,
+    CONSOLE,
+)
 
 _SERVER = "embedded in dev/test, required otherwise"
 _ANSWERS_404 = "unset = 404"
@@ -491,6 +504,26 @@ class Settings:
     )
     rc_sync_metrics_port: int = RCSYNC.setting(
         "RC_SYNC_METRICS_PORT", Integer(), 9101, "rc-sync's `/healthz` `/readyz` `/metrics`"
+    )
+
+    # Operator console: its own process and port, never mounted on the ingest app
+    console_port: int = CONSOLE.setting(
+        "CONSOLE_PORT", Integer(1), 8090, "HTTP port of `ingester console`"
+    )
+    console_host: str = CONSOLE.setting(
+        "CONSOLE_HOST",
+        Text(),
+        "127.0.0.1",
+        "address `ingester console` listens on (`0.0.0.0` in a pod, for the probes and"
+        " `kubectl port-forward`)",
+    )
+    console_token: str | None = CONSOLE.setting(
+        "CONSOLE_TOKEN",
+        OptionalText(),
+        None,
+        "the token every console request needs (bearer header or the login form)",
+        secret=True,
+        shown="unset = the console refuses to start",
     )
 
     def with_overrides(self, **changes: Any) -> Settings:

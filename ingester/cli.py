@@ -17,7 +17,7 @@ from typing import NoReturn
 from contract.topics import STREAMS
 from core.settings import Settings, find_dev_env_file, load
 from core.version import version
-from ingester import samples
+from ingester import operator_verbs, samples
 from ingester.output import explain, fail
 from ingester.rcsync import STANDIN_PORT
 
@@ -169,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PCT",
         help="cap each user's net revenue at this percentile of the buyers' (e.g. 99)",
     )
+    operator_verbs.add_to(verbs)
     return parser
 
 
@@ -267,7 +268,7 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # Verbs that run until stopped and log JSON lines to stderr; the others are one-shot.
-SERVICES = ("serve", "consume", "dev", "rc-sync", "standin")
+SERVICES = ("serve", "consume", "dev", "rc-sync", "standin", "console")
 
 
 def _quiet_logs(level: str) -> None:

@@ -3,8 +3,10 @@
 Starts the embedded PostgreSQL (data kept in ``.dev/pgdata``) and the embedded broker (or
 uses ``DATABASE_URL`` / ``KAFKA_BOOTSTRAP_SERVERS``), migrates, creates the topics, writes
 ``.dev/stack.env`` (so ``ingester send-sample`` in another terminal finds the servers and the
-dev secrets), then runs ``ingester serve`` and ``ingester consume`` as child processes until
-Ctrl-C or SIGTERM, and stops everything it started.
+dev secrets), then runs ``ingester serve``, ``ingester consume`` and ``ingester console`` as child
+processes until Ctrl-C or SIGTERM, and stops everything it started. One run per clone: a
+second one refuses, naming the first (:mod:`ingester.devguard`); a port another program
+holds is named, or, left at its default, replaced by a free one.
 
 A child that exits while starting (before ingest serves) stops it, named. Once running it
 supervises: a crashed child is named and restarted with backoff (:mod:`ingester.supervise`);
@@ -16,6 +18,8 @@ children restarted.
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -25,8 +29,9 @@ from pathlib import Path
 from types import FrameType
 
 from core import devstack, migrate
-from core.settings import DEV_ENV_FILE, SETTINGS, Settings, load
+from core.settings import DEV_ENV_FILE, SETTINGS, Settings, load, read_env_file
 from core.topics import create_topics
+from ingester.devguard import RunLock, choose_ports, dev_ports
 from ingester.output import say
 from ingester.rcsync import STANDIN_PORT
 from ingester.samples import PROVIDERS, SAMPLE_REVENUECAT_ID
@@ -34,6 +39,7 @@ from ingester.supervise import Child, GaveUp, Supervisor, describe_exit
 
 STATE_DIR = DEV_ENV_FILE.parent
 CHILDREN_PID_FILE = STATE_DIR / "children.pid"
+LOCK_FILE = STATE_DIR / "dev.lock"
 POLL_S = 0.2
 
 # Well-known secrets for local use only; printed by `make dev`, never used in production
@@ -62,8 +68,24 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
     raise _Stop
 
 
+def console_token(settings: Settings) -> str:
+    """The console's token: the one set, else the one an earlier run wrote, else a new one
+    (random: the console shows personal data, a well-known token would not do)."""
+    if settings.console_token:
+        return settings.console_token
+    if DEV_ENV_FILE.is_file():
+        earlier = read_env_file(DEV_ENV_FILE).get("CONSOLE_TOKEN")
+        if earlier:
+            return earlier
+    return secrets.token_urlsafe(18)
+
+
 def stack_env(
-    settings: Settings, stack: devstack.Stack, *, rc_sync: bool = False
+    settings: Settings,
+    stack: devstack.Stack,
+    ports: dict[str, int] | None = None,
+    *,
+    rc_sync: bool = False,
 ) -> dict[str, str]:
     """The variables the child processes and later CLI calls need (real env still wins)."""
     env = {
@@ -71,6 +93,10 @@ def stack_env(
         "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
         "ENVIRONMENT": settings.environment,
         "PORT": str(settings.port),
+        "CONSUMER_METRICS_PORT": str(settings.consumer_metrics_port),
+        "CONSOLE_PORT": str(settings.console_port),
+        **{name: str(port) for name, port in (ports or {}).items()},
+        "CONSOLE_TOKEN": console_token(settings),
     }
     if stack.broker is not None:
         env["KAFKA_IDEMPOTENT_PRODUCER"] = "false"  # Tansu rejects InitProducerId
@@ -128,6 +154,10 @@ async def _prepare(settings: Settings, *, seed_demo: bool) -> None:
     await create_topics(settings)
 
 
+def _console_url(settings: Settings) -> str:
+    return f"http://{settings.console_host}:{settings.console_port}"
+
+
 def _banner(settings: Settings, env: dict[str, str], *, rc_sync: bool = False) -> str:
     base = f"http://127.0.0.1:{settings.port}"
     samples = " | ".join(PROVIDERS)
@@ -136,6 +166,7 @@ def _banner(settings: Settings, env: dict[str, str], *, rc_sync: bool = False) -
         "webhook ingester is running (Ctrl-C stops everything)",
         f"  ingest:     {base}  (healthz {base}/healthz, metrics {base}/metrics)",
         f"  consumers:  metrics http://127.0.0.1:{settings.consumer_metrics_port}/metrics",
+        f"  console:    {_console_url(settings)}  (token {env['CONSOLE_TOKEN']})",
         *_rc_sync_banner(settings, rc_sync),
         f"  postgres:   {env['DATABASE_URL']}",
         f"  kafka:      {env['KAFKA_BOOTSTRAP_SERVERS']}",
@@ -160,26 +191,35 @@ def _rc_sync_banner(settings: Settings, rc_sync: bool) -> list[str]:
     ]
 
 
-def _spawn(verb: str) -> subprocess.Popen[bytes]:
+def _spawn(verb: str, ports: dict[str, int]) -> subprocess.Popen[bytes]:
     # New session: Ctrl-C reaches only this process, which then stops the children in order.
+    # The ports chosen win over the environment's (a default that was taken moved).
+    env = {**os.environ, **{name: str(port) for name, port in ports.items()}}
     return subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "ingester.cli", *verb.split()], start_new_session=True
+        [sys.executable, "-m", "ingester.cli", *verb.split()],
+        start_new_session=True,
+        env=env,
     )
 
 
 def children(rc_sync: bool) -> list[Child]:
     """What ``ingester dev`` supervises; rc-sync and its stand-in only when asked for."""
-    found = [Child("ingest", "serve"), Child("consumer", "consume")]
+    found = [Child("ingest", "serve"), Child("consumer", "consume"), Child("console", "console")]
     if rc_sync:
         found += [Child("revenuecat-standin", "standin revenuecat"), Child("rc-sync", "rc-sync")]
     return found
 
 
 def _wait_until_serving(settings: Settings, supervisor: Supervisor, timeout: float = 60.0) -> None:
-    """Block until ingest answers /healthz, so the banner never invites a refused request."""
+    """Block until ingest and the console answer /healthz, so the banner never invites a
+    refused request."""
+    for url in (f"http://127.0.0.1:{settings.port}/healthz", f"{_console_url(settings)}/healthz"):
+        _wait_for(url, supervisor, timeout)
+
+
+def _wait_for(url: str, supervisor: Supervisor, timeout: float) -> None:
     import httpx
 
-    url = f"http://127.0.0.1:{settings.port}/healthz"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         # Before the banner nothing was accepted yet, and a child that cannot even start
@@ -195,7 +235,7 @@ def _wait_until_serving(settings: Settings, supervisor: Supervisor, timeout: flo
         except httpx.TransportError:
             pass
         time.sleep(0.1)
-    raise devstack.StackError(f"ingest did not answer {url} within {timeout:.0f} s")
+    raise devstack.StackError(f"{url} did not answer within {timeout:.0f} s")
 
 
 def _watch_servers(stack: devstack.Stack, settings: Settings, supervisor: Supervisor) -> None:
@@ -223,7 +263,33 @@ def _watch_servers(stack: devstack.Stack, settings: Settings, supervisor: Superv
 
 
 def run_dev(settings: Settings, *, rc_sync: bool = False) -> int:
-    _kill_stale_children()
+    lock = RunLock(LOCK_FILE)
+    try:
+        lock.acquire(f"pid {os.getpid()}, started {time.strftime('%H:%M:%S')}")
+        # Holding the lock, children a pid file names are a dead run's: they go first, or
+        # their ports would look taken.
+        _kill_stale_children()
+        ports, moved = choose_ports(dev_ports(settings))
+    except devstack.StackError as exc:
+        lock.release()
+        _say(str(exc))
+        return 1
+    try:
+        return _run(settings, lock, ports, moved, rc_sync=rc_sync)
+    finally:
+        lock.release()
+
+
+def _run(
+    settings: Settings,
+    lock: RunLock,
+    ports: dict[str, int],
+    moved: list[str],
+    *,
+    rc_sync: bool,
+) -> int:
+    for line in moved:
+        _say(line)
     signal.signal(signal.SIGTERM, _raise_stop)
     try:
         stack = devstack.start_stack(
@@ -236,17 +302,26 @@ def run_dev(settings: Settings, *, rc_sync: bool = False) -> int:
         return 1
     supervisor = Supervisor(
         children(rc_sync),
-        spawn=_spawn,
+        spawn=lambda verb: _spawn(verb, ports),
         say=_say,
         on_spawn=_write_pids,
     )
     try:
-        env = stack_env(settings, stack, rc_sync=rc_sync)
+        env = stack_env(settings, stack, ports, rc_sync=rc_sync)
         write_env_file(DEV_ENV_FILE, env)
-        effective = load()  # the file just written, under the real environment
+        # The file just written, under the real environment, with the ports chosen.
+        effective = load().with_overrides(
+            port=ports["PORT"],
+            consumer_metrics_port=ports["CONSUMER_METRICS_PORT"],
+            console_port=ports["CONSOLE_PORT"],
+        )
         asyncio.run(_prepare(effective, seed_demo=stack.postgres is not None))
         supervisor.start_all()
         _wait_until_serving(effective, supervisor)
+        lock.describe(
+            f"pid {os.getpid()}, started {time.strftime('%H:%M:%S')}, ingest"
+            f" http://127.0.0.1:{effective.port}, console {_console_url(effective)}"
+        )
         print(_banner(effective, env, rc_sync=rc_sync), flush=True)
         while True:
             time.sleep(POLL_S)

@@ -16,12 +16,13 @@ from ingester.output import expected_failures
 log = logging.getLogger("ingester.consume")
 
 
-def listen(port: int) -> socket.socket:
-    """Bind the HTTP port before the server starts, so a taken port is one clear error."""
+def listen(port: int, host: str = "0.0.0.0") -> socket.socket:  # noqa: S104
+    """Bind the HTTP port before the server starts, so a taken port is one clear error.
+    Every interface by default: a container serves on all of them."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("0.0.0.0", port))  # noqa: S104 - a container serves on every interface
+        sock.bind((host, port))
     except OSError as exc:
         sock.close()
         raise CommandError(f"cannot listen on port {port}: {exc.strerror or exc}") from exc

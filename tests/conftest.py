@@ -35,6 +35,15 @@ TEST_PARTITIONS = 3
 ENV_SETTINGS = load(env_file=None)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--screenshots",
+        metavar="DIR",
+        default=None,
+        help="the console's browser test saves a screenshot of each page in DIR (docs/console)",
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class SessionStack:
     admin_dsn: str

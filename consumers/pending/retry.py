@@ -33,8 +33,9 @@ from consumers.decode import RawRecord
 from consumers.dlq import DeadLetter, DeadLetterSink, log_row
 from consumers.isolate import Poisoned, Progress, isolate
 from consumers.pending import store as pending
+from consumers.pending.browse import PendingCount, summary
 from consumers.pending.policy import UNBOUNDED, Budget, PendingPolicy
-from consumers.pending.store import EXPIRED_PREFIX, PendingCount, PendingRow
+from consumers.pending.store import EXPIRED_PREFIX, PendingRow
 from consumers.types import Context, Handler, Outcome
 from contract.headers import encode_headers
 from contract.records import rfc3339
@@ -212,6 +213,11 @@ class PendingRetry:
         report.expired = len(reasons)
         return report
 
+    async def retry_rows(self, rows: Sequence[PendingRow]) -> RetryReport:
+        """Retry these parked rows now, whatever their next attempt time (the console's
+        "retry now"); rows another process holds or already settled are passed over."""
+        return await self._retry(sorted(rows, key=lambda r: r.event.time))
+
     async def _retry(self, rows: Sequence[PendingRow]) -> RetryReport:
         progress: Progress[PendingRow, RetryReport] = Progress()
         await isolate(
@@ -281,7 +287,7 @@ class PendingRetry:
 async def refresh_gauges(pool: asyncpg.Pool) -> list[PendingCount]:
     """Set consumer_pending_events and consumer_pending_oldest_age_seconds from the table."""
     async with db.connection(pool) as conn:
-        counts = await pending.summary(conn)
+        counts = await summary(conn)
     metrics.PENDING_EVENTS.clear()
     for count in counts:
         metrics.PENDING_EVENTS.labels(count.reason).set(count.events)

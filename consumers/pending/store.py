@@ -1,8 +1,8 @@
 """The pending table (``ingest_pending``) and its wake-ups (``ingest_pending_wakes``).
 
 Parking, reading the due rows, locking and deleting them; consuming wake-ups, expiring old
-rows, putting expired ones back, and the counts ``pending list`` prints. Each statement
-touches only the rows it names through an index (``waits_for`` GIN, ``parked_at``,
+rows, putting expired ones back (what operators read is :mod:`consumers.pending.browse`). Each
+statement touches only the rows it names through an index (``waits_for`` GIN, ``parked_at``,
 ``next_attempt_at``, the replayable part of ``ingest_skipped``) and at most ``limit`` of them,
 so a pass costs what became ready, not what is parked. Every write is one statement for the
 whole batch (``unnest`` of parallel arrays); payloads travel as JSON text cast to ``jsonb``.
@@ -19,19 +19,27 @@ from datetime import datetime
 import asyncpg
 import orjson
 
-from consumers.store import delete_keys, dumps, keys_of, original_source, stored_source
+from consumers.store import (
+    delete_keys,
+    dumps,
+    keys_of,
+    original_source,
+    positions,
+    stored_source,
+)
 from consumers.types import Event, PendingEvent, Position
 
 # waits_for travels as one JSON array per row (unnest cannot take ragged arrays of arrays).
 PARK = """
 INSERT INTO ingest_pending AS p
     (source, event_id, event_type, event_time, partition_key, payload, reason, waits_for,
-     next_attempt_at)
+     next_attempt_at, topic, partition, "offset")
 SELECT s, i, t, tm, k, pl::jsonb, r,
        ARRAY(SELECT jsonb_array_elements_text(w::jsonb)),
-       now() + make_interval(secs => $9)
+       now() + make_interval(secs => $9), tp, pn, o
 FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
-            $7::text[], $8::text[]) AS x(s, i, t, tm, k, pl, r, w)
+            $7::text[], $8::text[], $11::text[], $12::int[], $13::bigint[])
+     AS x(s, i, t, tm, k, pl, r, w, tp, pn, o)
 ON CONFLICT (source, event_id) DO UPDATE
 SET reason = EXCLUDED.reason,
     waits_for = EXCLUDED.waits_for,
@@ -71,6 +79,7 @@ async def park(
         [dumps(list(w.waits_for)) for w in waiting],
         base_s,
         max_s,
+        *positions(events),
     )
 
 
@@ -79,25 +88,35 @@ class PendingRow:
     event: Event
     reason: str
     attempts: int
-    origin: Position | None  # where the event was first read, from the inbox
+    origin: Position | None  # where the event was first read (its row, else the inbox)
     next_attempt_at: datetime | None = None
+    parked_at: datetime | None = None
+
+
+# A parked event as a PendingRow reads it: the position is the row's own, or the inbox's for
+# a row parked before the pending table kept it.
+PENDING_ROWS = """
+SELECT p.source, p.event_id, p.event_type, p.event_time, p.partition_key,
+       p.payload::text AS payload, p.reason, p.attempts, p.next_attempt_at, p.parked_at,
+       coalesce(p.topic, i.topic) AS topic, coalesce(p.partition, i.partition) AS partition,
+       coalesce(p."offset", i."offset") AS "offset"
+FROM ingest_pending p
+LEFT JOIN ingest_inbox i ON i.source = p.source AND i.event_id = p.event_id
+"""
 
 
 # Parked events due for a retry (``next_attempt_at`` at or before ``$2``), after the keyset
 # cursor (next_attempt_at, stored source, event_id): an index range scan, never a sort of the
 # whole table.
-SELECT_DUE = """
-SELECT p.source, p.event_id, p.event_type, p.event_time, p.partition_key,
-       p.payload::text AS payload, p.reason, p.attempts, p.next_attempt_at,
-       i.topic, i.partition, i."offset"
-FROM ingest_pending p
-LEFT JOIN ingest_inbox i ON i.source = p.source AND i.event_id = p.event_id
-WHERE p.next_attempt_at <= $2::timestamptz
+SELECT_DUE = (
+    PENDING_ROWS
+    + """WHERE p.next_attempt_at <= $2::timestamptz
   AND (p.next_attempt_at, p.source, p.event_id) > ($3::timestamptz, $4::text, $5::text)
   AND p.source = ANY($1::text[])
 ORDER BY p.next_attempt_at, p.source, p.event_id
 LIMIT $6
 """
+)
 
 
 async def select_due(
@@ -113,10 +132,10 @@ async def select_due(
     rows = await conn.fetch(
         SELECT_DUE, [stored_source(s, scope) for s in sources], due, *after, limit
     )
-    return [_pending_row(r, scope) for r in rows]
+    return [pending_row(r, scope) for r in rows]
 
 
-def _pending_row(row: asyncpg.Record, scope: str) -> PendingRow:
+def pending_row(row: asyncpg.Record, scope: str) -> PendingRow:
     origin = None
     if row["topic"] is not None and row["partition"] is not None and row["offset"] is not None:
         origin = Position(row["topic"], row["partition"], row["offset"])
@@ -127,8 +146,11 @@ def _pending_row(row: asyncpg.Record, scope: str) -> PendingRow:
         time=row["event_time"],
         partition_key=row["partition_key"],
         data=orjson.loads(row["payload"]),
+        position=origin,
     )
-    return PendingRow(event, row["reason"], row["attempts"], origin, row["next_attempt_at"])
+    return PendingRow(
+        event, row["reason"], row["attempts"], origin, row["next_attempt_at"], row["parked_at"]
+    )
 
 
 LOCK = """
@@ -224,15 +246,18 @@ WITH gone AS (
     ) AS old
     WHERE p.source = old.source AND p.event_id = old.event_id
     RETURNING p.source, p.event_id, p.event_type, p.event_time, p.partition_key, p.payload,
-              p.reason
+              p.reason, p.topic, p.partition, p."offset"
 )
 INSERT INTO ingest_skipped AS s
-    (source, event_id, event_type, event_time, reason, partition_key, payload)
-SELECT source, event_id, event_type, event_time, $4 || reason, partition_key, payload
+    (source, event_id, event_type, event_time, reason, partition_key, payload, topic,
+     partition, "offset")
+SELECT source, event_id, event_type, event_time, $4 || reason, partition_key, payload, topic,
+       partition, "offset"
 FROM gone
 ON CONFLICT (source, event_id) DO UPDATE
 SET reason = EXCLUDED.reason, partition_key = EXCLUDED.partition_key,
-    payload = EXCLUDED.payload, skipped_at = now()
+    payload = EXCLUDED.payload, skipped_at = now(), topic = EXCLUDED.topic,
+    partition = EXCLUDED.partition, "offset" = EXCLUDED."offset"
 RETURNING s.reason
 """
 
@@ -242,12 +267,14 @@ REVIVE_EXPIRED = """
 WITH back AS (
     DELETE FROM ingest_skipped
     WHERE payload IS NOT NULL AND starts_with(reason, $2) AND source = ANY($1::text[])
-    RETURNING source, event_id, event_type, event_time, partition_key, payload, reason
+    RETURNING source, event_id, event_type, event_time, partition_key, payload, reason, topic,
+              partition, "offset"
 )
 INSERT INTO ingest_pending
-    (source, event_id, event_type, event_time, partition_key, payload, reason, next_attempt_at)
+    (source, event_id, event_type, event_time, partition_key, payload, reason, next_attempt_at,
+     topic, partition, "offset")
 SELECT source, event_id, event_type, event_time, coalesce(partition_key, ''), payload,
-       substr(reason, length($2) + 1), now()
+       substr(reason, length($2) + 1), now(), topic, partition, "offset"
 FROM back
 ON CONFLICT (source, event_id) DO NOTHING
 """
@@ -255,14 +282,6 @@ ON CONFLICT (source, event_id) DO NOTHING
 MAKE_ALL_DUE = """
 UPDATE ingest_pending SET next_attempt_at = now()
 WHERE next_attempt_at > now() AND source = ANY($1::text[])
-"""
-
-EXPIRED_SUMMARY = """
-SELECT reason, count(*) AS events
-FROM ingest_skipped
-WHERE payload IS NOT NULL
-GROUP BY reason
-ORDER BY reason
 """
 
 
@@ -295,29 +314,3 @@ async def revive_expired(conn: asyncpg.Connection, sources: Sequence[str]) -> in
 
 async def make_all_due(conn: asyncpg.Connection, sources: Sequence[str]) -> None:
     await conn.execute(MAKE_ALL_DUE, list(sources))
-
-
-async def expired_summary(conn: asyncpg.Connection) -> list[tuple[str, int]]:
-    return [(r["reason"], r["events"]) for r in await conn.fetch(EXPIRED_SUMMARY)]
-
-
-SUMMARY = """
-SELECT reason, count(*) AS events, min(parked_at) AS oldest,
-       extract(epoch FROM now() - min(parked_at))::float8 AS oldest_age_s
-FROM ingest_pending
-GROUP BY reason
-ORDER BY reason
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class PendingCount:
-    reason: str
-    events: int
-    oldest: datetime
-    oldest_age_s: float
-
-
-async def summary(conn: asyncpg.Connection) -> list[PendingCount]:
-    rows = await conn.fetch(SUMMARY)
-    return [PendingCount(r["reason"], r["events"], r["oldest"], r["oldest_age_s"]) for r in rows]

@@ -173,3 +173,13 @@ async def load(
         as_of=as_of,
     )
     return info, data
+
+
+SELECT_NAMES = """
+SELECT name FROM experiments ORDER BY created_at DESC, name LIMIT $1
+"""
+
+
+async def experiment_names(conn: asyncpg.Connection, limit: int) -> list[str]:
+    """The names of the ``limit`` experiments created last."""
+    return [r["name"] for r in await conn.fetch(SELECT_NAMES, limit)]

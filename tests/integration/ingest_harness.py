@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import orjson
+import uvicorn
 
 from core.settings import Settings
 from ingest.providers import klaviyo
@@ -34,29 +35,41 @@ async def kafka_publisher(settings: Settings) -> AsyncIterator[KafkaPublisher]:
         await publisher.close()
 
 
-@asynccontextmanager
-async def serving(settings: Settings, publisher: Publisher | None = None) -> AsyncIterator[str]:
-    """The app on a free loopback port under uvicorn; yields its base URL."""
+def loopback() -> tuple[socket.socket, int]:
+    """A bound socket on a free loopback port, and the port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = make_server(settings.with_overrides(port=port), publisher=publisher, host="127.0.0.1")
+    return sock, sock.getsockname()[1]
+
+
+@asynccontextmanager
+async def running(server: uvicorn.Server, sock: socket.socket) -> AsyncIterator[str]:
+    """``server`` serving on ``sock`` until the block ends; yields its base URL."""
     task = asyncio.create_task(server.serve(sockets=[sock]))
     deadline = time.monotonic() + 10
     while not server.started:
         if task.done():
             await task
-            raise RuntimeError("the ingest server stopped during startup")
+            raise RuntimeError("the server stopped during startup")
         if time.monotonic() > deadline:
-            raise TimeoutError("the ingest server did not start")
+            raise TimeoutError("the server did not start")
         await asyncio.sleep(0.005)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         await task
         sock.close()
+
+
+@asynccontextmanager
+async def serving(settings: Settings, publisher: Publisher | None = None) -> AsyncIterator[str]:
+    """The app on a free loopback port under uvicorn; yields its base URL."""
+    sock, port = loopback()
+    server = make_server(settings.with_overrides(port=port), publisher=publisher, host="127.0.0.1")
+    async with running(server, sock) as base:
+        yield base
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ import asyncpg
 import httpx
 import pytest
 
-from core.devstack import EmbeddedPostgres, free_port, remove_dir
+from core.devstack import EmbeddedPostgres, free_port, remove_dir, terminate_pids
 from core.settings import read_env_file
 from ingester.samples import SAMPLE_EXPERIMENT, SAMPLE_USER_ID, SAMPLE_VARIANT
 
@@ -45,6 +45,7 @@ def dev_env(tmp_path: Path) -> dict[str, str]:
     env.update(
         PORT=str(free_port()),
         CONSUMER_METRICS_PORT=str(free_port()),
+        CONSOLE_PORT=str(free_port()),
         PENDING_RETRY_INTERVAL_S="1",
         CONSUMER_BATCH_WAIT_MS="50",
         SHUTDOWN_DEADLINE_S="5",
@@ -93,6 +94,9 @@ def workdir(tmp_path: Path) -> Iterator[Path]:
         cwd=tmp_path,
         check=False,
     )
+    broker = tmp_path / ".dev" / "tansu.pid"
+    if broker.exists() and broker.read_text().strip().isdigit():
+        terminate_pids([int(broker.read_text())], marker=b"tansu", first=signal.SIGKILL)
     pgdata = tmp_path / ".dev" / "pgdata"
     if pgdata.exists():
         EmbeddedPostgres(pgdata).stop_sync()
@@ -185,21 +189,78 @@ async def test_second_dev_starts_after_a_killed_one(workdir: Path) -> None:
     assert not (workdir / ".dev" / "pgdata" / "postmaster.pid").exists()
 
 
+async def dev_once(workdir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``ingester dev`` run to its end (it fails, or the test would wait forever)."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "ingester.cli", "dev"],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+
+
 async def test_a_child_failing_at_start_stops_dev_with_its_name(workdir: Path) -> None:
+    env = dev_env(workdir)
+    env["CONSOLE_HOST"] = "192.0.2.1"  # TEST-NET-1: an address no machine here has
+    done = await dev_once(workdir, env)
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "ingester dev: console exited with code 1 while starting" in done.stderr
+    assert not (workdir / ".dev" / "children.pid").exists()
+
+
+async def test_a_port_another_program_holds_is_named(workdir: Path) -> None:
     env = dev_env(workdir)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
         taken.bind(("0.0.0.0", int(env["PORT"])))
         taken.listen()
-        done = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "ingester.cli", "dev"],
-            cwd=workdir, env=env, capture_output=True, text=True, timeout=90, check=False,
-        )  # fmt: skip
+        done = await dev_once(workdir, env)
 
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "ingester dev: ingest exited with code" in done.stderr
-    assert "while starting" in done.stderr
+    assert done.stderr.splitlines() == [
+        f"ingester dev: port {env['PORT']} (PORT) is taken by {holder_name()} (pid"
+        f" {os.getpid()}); stop it or set PORT to a free port"
+    ]
     assert not (workdir / ".dev" / "children.pid").exists()
+
+
+def holder_name() -> str:
+    import psutil
+
+    return str(psutil.Process(os.getpid()).name())
+
+
+async def test_a_second_dev_is_refused_and_the_first_kept(workdir: Path) -> None:
+    env = dev_env(workdir)
+    first = await asyncio.to_thread(start_dev, workdir, env)
+    output = Output(first)
+    try:
+        stack_file = workdir / ".dev" / "stack.env"
+        before = (stack_file.read_text(), children(workdir))
+        # Another terminal, same clone, other ports: it must not touch the first run.
+        second_env = {**env, "PORT": str(free_port()), "CONSOLE_PORT": str(free_port())}
+        second = await dev_once(workdir, second_env)
+
+        assert second.returncode == 1
+        (line,) = second.stderr.splitlines()
+        assert line.startswith("ingester dev: already running in this clone (pid ")
+        assert f"pid {first.pid}," in line
+        assert f"ingest http://127.0.0.1:{env['PORT']}" in line
+        assert (stack_file.read_text(), children(workdir)) == before
+        stack = read_env_file(stack_file)
+        async with httpx.AsyncClient() as client:
+            ingest = await client.get(f"http://127.0.0.1:{env['PORT']}/healthz")
+            console = await client.get(f"http://127.0.0.1:{env['CONSOLE_PORT']}/")
+            logged_in = await client.get(
+                f"http://127.0.0.1:{env['CONSOLE_PORT']}/",
+                headers={"Authorization": f"Bearer {stack['CONSOLE_TOKEN']}"},
+            )
+        assert ingest.status_code == 200
+        assert console.status_code == 401 and logged_in.status_code == 200
+    finally:
+        code = await asyncio.to_thread(stop, first)
+    assert code == 0
+    assert f"console:    http://127.0.0.1:{env['CONSOLE_PORT']}  (token " in output.text()
+    assert "restarting" not in output.text()
 
 
 class Output:
@@ -320,7 +381,11 @@ async def test_killed_children_restart_without_losing_an_accepted_event(workdir:
             ingest = await restarted(workdir, "ingest", first["ingest"])
 
         assert await applied(stack_env["DATABASE_URL"], accepted) == len(accepted)
-        assert children(workdir) == {"ingest": ingest, "consumer": consumer}
+        now = children(workdir)
+        assert {"ingest": now["ingest"], "consumer": now["consumer"]} == {
+            "ingest": ingest,
+            "consumer": consumer,
+        }
     finally:
         code = await asyncio.to_thread(stop, proc)
     log = output.text()

@@ -34,6 +34,10 @@ PUBLIC_PATHS = {("/webhooks", "Prefix"), ("/events", "Exact")}
 CONSUMER_CLOSE_S = 5
 # rc-sync runs alone: one pod, never scaled (its rate limit is per process).
 SINGLE = "ingester-rc-sync"
+# The console: one pod (it keeps its history in memory); its graceful shutdown
+# (ingester/console/app.py).
+CONSOLE = "ingester-console"
+CONSOLE_GRACE_S = 5
 
 Obj = dict[str, Any]
 
@@ -109,8 +113,8 @@ def test_renders_every_piece(objects: tuple[Obj, ...]) -> None:
 
     for kind, count in {
         "Namespace": 1,
-        "Deployment": 3,
-        "Service": 1,
+        "Deployment": 4,
+        "Service": 2,
         "Ingress": 1,
         "HorizontalPodAutoscaler": 1,
         "ScaledObject": 1,
@@ -226,6 +230,9 @@ def drain_seconds(settings: Settings) -> dict[str, float]:
         "ingester-consumers": settings.shutdown_deadline_s + CONSUMER_CLOSE_S,
         # The same for rc-sync's batch; then the consumer, HTTP client, pool and lock close.
         SINGLE: settings.shutdown_deadline_s + CONSUMER_CLOSE_S,
+        # uvicorn's graceful shutdown, then a replay in progress is stopped and the clients
+        # closed.
+        CONSOLE: CONSOLE_GRACE_S + CONSUMER_CLOSE_S,
     }
 
 
@@ -298,12 +305,15 @@ def test_autoscalers_own_the_replica_counts(objects: tuple[Obj, ...]) -> None:
     scaled = one(objects, "ScaledObject", "ingester-consumers")
     deployments = {d["metadata"]["name"]: d for d in of_kind(objects, "Deployment")}
     single = deployments.pop(SINGLE)
+    console = deployments.pop(CONSOLE)
 
     targets = {hpa["spec"]["scaleTargetRef"]["name"], scaled["spec"]["scaleTargetRef"]["name"]}
     assert targets == set(deployments)
     # rc-sync: exactly one pod, the old one gone before the new one starts.
     assert single["spec"]["replicas"] == 1
     assert single["spec"]["strategy"] == {"type": "Recreate"}
+    # The console: one process, which keeps its short history of samples.
+    assert console["spec"]["replicas"] == 1
     # A replicas field would fight the autoscaler on every apply.
     assert all("replicas" not in d["spec"] for d in deployments.values())
     assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
@@ -399,6 +409,7 @@ def egress_namespaces(policy: Obj) -> set[str]:
         pytest.param("consumers", {"kafka", "postgres", "kube-system"}, id="consumers: +Postgres"),
         pytest.param("migrate", {"postgres", "kube-system"}, id="migrate: Postgres and DNS"),
         pytest.param("inbox-prune", {"postgres", "kube-system"}, id="prune: Postgres and DNS"),
+        pytest.param("console", {"kafka", "postgres", "kube-system"}, id="console: all three"),
         pytest.param(
             "rc-sync",
             {"kafka", "postgres", "kube-system", "internet"},
@@ -475,7 +486,7 @@ def test_production_runs_more_and_spreads_across_zones() -> None:
         assert one(prod, kind, name)["spec"][field] > one(dev, kind, name)["spec"][field], field
     assert one(prod, "HorizontalPodAutoscaler", "ingester-ingest")["spec"]["minReplicas"] >= 2
     for deployment in of_kind(prod, "Deployment"):
-        if deployment["metadata"]["name"] == SINGLE:
+        if deployment["metadata"]["name"] in (SINGLE, CONSOLE):
             continue  # one pod: nothing to spread
         spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
         zone = [c for c in spread if c["topologyKey"] == "topology.kubernetes.io/zone"]
@@ -491,6 +502,7 @@ def test_each_workload_runs_its_verb_with_only_its_secret(objects: tuple[Obj, ..
         "ingester-migrate": (["migrate"], {"ingester-database"}),
         "ingester-inbox-prune": (["inbox", "prune"], {"ingester-database"}),
         SINGLE: (["rc-sync"], {"ingester-database", "ingester-revenuecat-api"}),
+        "ingester-console": (["console"], {"ingester-database", "ingester-console"}),
     }
     seen = {}
     for workload, pod in pod_templates(objects):
@@ -514,3 +526,25 @@ def test_the_deploy_guide_names_every_secret_and_key(objects: tuple[Obj, ...]) -
     assert referenced
     for name in sorted(referenced | SECRET_VARS):
         assert f"`{name}`" in guide, f"docs/deploying.md does not document {name}"
+
+
+def test_the_console_is_reached_only_by_port_forward(objects: tuple[Obj, ...]) -> None:
+    service = one(objects, "Service", "ingester-console")
+    policy = one(objects, "NetworkPolicy", "ingester-console")
+    (container,) = one(objects, "Deployment", "ingester-console")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    settings = container_settings(objects, container)
+
+    assert service["spec"]["type"] == "ClusterIP"
+    assert not any(
+        p["backend"]["service"]["name"] == "ingester-console"
+        for ingress in of_kind(objects, "Ingress")
+        for rule in ingress["spec"]["rules"]
+        for p in rule["http"]["paths"]
+    )
+    # Ingress is a policy type with no rule: no pod may connect.
+    assert "Ingress" in policy["spec"]["policyTypes"] and not policy["spec"].get("ingress")
+    (port,) = container["ports"]
+    assert port["containerPort"] == settings.console_port
+    assert settings.console_host == "0.0.0.0"  # the kubelet probes the pod's address

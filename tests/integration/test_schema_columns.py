@@ -73,6 +73,7 @@ BOOKKEEPING: Expected = {
         ("partition", "integer", NULL, None),
         ("offset", "bigint", NULL, None),
         ("processed_at", "timestamp with time zone", NN, "now()"),
+        ("partition_key", "text", NULL, None),
     ),
     "ingest_pending": (
         ("source", "text", NN, None),
@@ -87,6 +88,9 @@ BOOKKEEPING: Expected = {
         ("last_attempt_at", "timestamp with time zone", NULL, None),
         ("waits_for", "ARRAY", NN, "'{}'::text[]"),
         ("next_attempt_at", "timestamp with time zone", NN, "now()"),
+        ("topic", "text", NULL, None),
+        ("partition", "integer", NULL, None),
+        ("offset", "bigint", NULL, None),
     ),
     "ingest_pending_wakes": (
         ("id", "bigint", NN, None),
@@ -102,6 +106,9 @@ BOOKKEEPING: Expected = {
         ("skipped_at", "timestamp with time zone", NN, "now()"),
         ("partition_key", "text", NULL, None),
         ("payload", "jsonb", NULL, None),
+        ("topic", "text", NULL, None),
+        ("partition", "integer", NULL, None),
+        ("offset", "bigint", NULL, None),
     ),
     "ingest_dead_letters": (
         ("id", "bigint", NN, None),
@@ -113,6 +120,16 @@ BOOKKEEPING: Expected = {
         ("error_class", "text", NN, None),
         ("error", "text", NN, None),
         ("dead_at", "timestamp with time zone", NN, "now()"),
+        ("partition_key", "text", NULL, None),
+    ),
+    "ingest_replay_progress": (
+        ("replay", "text", NN, None),
+        ("topic", "text", NN, None),
+        ("partition", "integer", NN, None),
+        ("next_offset", "bigint", NN, None),
+        ("end_offset", "bigint", NN, None),
+        ("started_at", "timestamp with time zone", NN, "now()"),
+        ("updated_at", "timestamp with time zone", NN, "now()"),
     ),
     "ingest_kit_versions": (
         ("user_profile_id", "uuid", NN, None),

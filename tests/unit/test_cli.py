@@ -73,6 +73,10 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
         pytest.param(["inbox", "prune", "--older-than-days", "0"], id="days below one"),
         pytest.param(["experiments", "report"], id="report without a name"),
         pytest.param(["experiments", "report", "x", "--format", "pdf"], id="unknown format"),
+        pytest.param(["replay", "--source", "kit"], id="replay without --since"),
+        pytest.param(["replay", "--source", "paypal", "--since", "2026-05-01"], id="no source"),
+        pytest.param(["replay", "--source", "kit", "--since", "soon"], id="since not a time"),
+        pytest.param(["console", "--port", "1"], id="console with an option"),
     ],
 )
 def test_bad_usage_exits_2_with_one_line(argv: list[str], tmp_path: Path) -> None:
@@ -118,6 +122,12 @@ def test_report_offers_the_formats_the_report_renders() -> None:
         ),
         pytest.param(
             ["inbox", "prune"], {"DATABASE_URL": CLOSED_DB}, "Connect call failed", id="prune"
+        ),
+        pytest.param(
+            ["replay", "--source", "kit", "--since", "2026-05-01"],
+            {"DATABASE_URL": CLOSED_DB},
+            "Connect call failed",
+            id="replay",
         ),
         pytest.param(
             ["experiments", "report", "x"],
@@ -324,3 +334,12 @@ def test_a_missing_secret_says_where_it_looked(tmp_path: Path) -> None:
         f" (not in {project / '.dev' / 'stack.env'} either;"
         " run `make dev` first or set KIT_WEBHOOK_SECRET)"
     )
+
+
+def test_a_replay_window_ending_before_it_starts_is_bad_usage(tmp_path: Path) -> None:
+    result = run_cli(
+        "replay", "--source", "app", "--since", "2026-05-02", "--until", "2026-05-01", cwd=tmp_path
+    )
+
+    assert result.returncode == 2
+    assert one_line(result) == "ingester replay: --until must be later than --since"

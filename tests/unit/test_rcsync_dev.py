@@ -9,10 +9,11 @@ from ingester.rcsync import STANDIN_PORT
 
 
 def test_rc_sync_and_its_stand_in_run_only_when_asked_for() -> None:
-    assert [c.verb for c in children(rc_sync=False)] == ["serve", "consume"]
+    assert [c.verb for c in children(rc_sync=False)] == ["serve", "consume", "console"]
     assert [c.verb for c in children(rc_sync=True)] == [
         "serve",
         "consume",
+        "console",
         "standin revenuecat",
         "rc-sync",
     ]
