@@ -21,6 +21,7 @@ from typing import Generic, TypeVar
 
 from contract.records import Record
 from core.settings import Settings
+from ingest.limits import EndpointLimits
 from ingest.verify import Signing, check_path_token
 
 
@@ -59,6 +60,8 @@ class Incoming:
     received_at: str  # the same moment in RFC 3339 (the ``ingest_received_at`` header)
 
 
+UNLIMITED = EndpointLimits()  # the process-wide limits only
+
 C = TypeVar("C")  # what one endpoint checks requests against: a token, a Signing...
 
 
@@ -72,3 +75,4 @@ class Endpoint(Generic[C]):
     accept: Callable[[C, Incoming], list[Record]]
     authorize: Callable[[C, Head], None] = no_check  # before the body is read
     success_status: int = 200
+    limits: EndpointLimits = UNLIMITED  # its admission, body cap and body timeout

@@ -25,7 +25,7 @@ from ingest.body import declared_length, read_limited
 from ingest.clock import received_at
 from ingest.endpoint import Endpoint, Head, Incoming
 from ingest.errors import IngestError, NotConfigured, PublishError, VerificationError
-from ingest.limits import Admission
+from ingest.limits import Admission, effective
 from ingest.metrics import IngestMetrics
 from ingest.publisher import Publisher
 
@@ -109,6 +109,7 @@ class Runtime:
         self.metrics = metrics
         self.publisher = publisher
         self.admission = Admission(settings.max_concurrent_requests, settings.max_inflight_bytes)
+        self.admissions: dict[str, Admission] = {}  # each endpoint's, inside the process's
         # The labelled children, looked up once: a labels() call per request and metric
         # costs a lock and a tuple hash each.
         self._produced: dict[str, CounterChild] = {}
@@ -139,6 +140,18 @@ class WebhookHandler:
         self.runtime = runtime
         # The one place an endpoint's configuration is read: None answers every request 404.
         self._config = endpoint.configured(runtime.settings)
+        settings = runtime.settings
+        self.limits = effective(
+            endpoint.limits,
+            max_requests=settings.max_concurrent_requests,
+            max_bytes=settings.max_inflight_bytes,
+            max_body_bytes=settings.max_body_bytes,
+            body_timeout_s=settings.body_timeout_s,
+        )
+        self.admission = Admission(
+            self.limits.max_requests, self.limits.max_bytes, within=runtime.admission
+        )
+        runtime.admissions[endpoint.name] = self.admission
         metrics = runtime.metrics
         self._duration = metrics.request_duration.labels(endpoint.name)
         self._produce_latency = metrics.produce_latency.labels(endpoint.name)
@@ -171,16 +184,14 @@ class WebhookHandler:
     ) -> list[Record]:
         """The checks in their order (README, "Limits and the order of checks"): what needs
         no body first, so a refused request costs neither its upload nor memory."""
-        settings = self.runtime.settings
+        limits = self.limits
         endpoint, config = self.endpoint, self._config
         if config is None:
             raise NotConfigured("not found")
         endpoint.authorize(config, Head(headers, params, now))
-        declared = declared_length(headers, settings.max_body_bytes)
-        with self.runtime.admission.enter(declared) as ticket:
-            raw = await read_limited(
-                receive, settings.max_body_bytes, ticket, settings.body_timeout_s
-            )
+        declared = declared_length(headers, limits.max_body_bytes)
+        with self.admission.enter(declared) as ticket:
+            raw = await read_limited(receive, limits.max_body_bytes, ticket, limits.body_timeout_s)
             progress.body_read = True
             incoming = Incoming(headers, params, raw, now, received_at(now))
             if len(raw) > OFFLOAD_BYTES:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
 
 from core.logs import configure
 from core.settings import Settings
@@ -38,6 +39,8 @@ def _available(module: str) -> bool:
 class Server(uvicorn.Server):
     """uvicorn's server, minus re-raising the captured signal after a graceful shutdown
     (which would end the process by the signal instead of exiting 0)."""
+
+    app: Starlette  # the ingest app it serves (its ``state.runtime``), for tests and tools
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -58,8 +61,9 @@ def make_server(
     publisher: Publisher | None = None,
     host: str = "0.0.0.0",  # noqa: S104 - a container serves on every interface
 ) -> Server:
+    app = create_app(settings, publisher)
     config = uvicorn.Config(
-        create_app(settings, publisher),
+        app,
         host=host,
         port=settings.port,
         http=limited_protocol(
@@ -77,7 +81,9 @@ def make_server(
         # ingress never sends a request on a connection this side is just closing.
         timeout_keep_alive=KEEPALIVE_TIMEOUT_S,
     )
-    return Server(config)
+    server = Server(config)
+    server.app = app
+    return server
 
 
 async def serve(settings: Settings, *, sockets: list[socket.socket] | None = None) -> None:

@@ -15,6 +15,7 @@ from contract.records import Record, cloudevent
 from contract.topics import SOURCE_KIT
 from ingest import fields
 from ingest.endpoint import Endpoint, Head, Incoming, configured_signing
+from ingest.limits import EndpointLimits, MiB
 from ingest.verify import Signing, signed_recently, verify_timestamped
 
 SIGNATURE_HEADER = "X-Kit-Signature"
@@ -74,4 +75,5 @@ ENDPOINT = Endpoint(
     configured=lambda s: configured_signing(s, *s.kit_webhook_secrets),
     accept=accept,
     authorize=authorize,
+    limits=EndpointLimits(share=0.25, max_body_bytes=MiB, body_timeout_s=10.0),
 )

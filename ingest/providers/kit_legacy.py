@@ -16,6 +16,7 @@ from contract.topics import SOURCE_KIT
 from ingest import fields
 from ingest.endpoint import Endpoint, Incoming, path_token
 from ingest.errors import BadRequest
+from ingest.limits import EndpointLimits, MiB
 from ingest.providers.kit import subscriber_email
 from ingest.verify import check_path_token
 
@@ -78,4 +79,5 @@ ENDPOINT = Endpoint(
     configured=lambda s: s.kit_legacy_token,
     accept=accept,
     authorize=path_token,
+    limits=EndpointLimits(max_body_bytes=MiB, body_timeout_s=10.0),
 )

@@ -18,6 +18,7 @@ from contract.topics import SOURCE_KLAVIYO
 from ingest import fields
 from ingest.endpoint import Endpoint, Head, Incoming, configured_signing
 from ingest.errors import BadRequest, WebhookIdMismatch
+from ingest.limits import EndpointLimits
 from ingest.verify import (
     Signing,
     check_hex_signature,
@@ -139,4 +140,5 @@ ENDPOINT = Endpoint(
     configured=lambda s: configured_signing(s, s.klaviyo_webhook_secret),
     accept=accept,
     authorize=authorize,
+    limits=EndpointLimits(share=0.25),
 )

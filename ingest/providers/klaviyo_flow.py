@@ -14,6 +14,7 @@ from contract.records import Record, cloudevent
 from contract.topics import SOURCE_KLAVIYO
 from ingest import fields
 from ingest.endpoint import Endpoint, Incoming, path_token
+from ingest.limits import EndpointLimits, MiB
 from ingest.verify import check_path_token
 
 EVENT_TYPE = "klaviyo.flow.profile"
@@ -55,4 +56,5 @@ ENDPOINT = Endpoint(
     configured=lambda s: s.klaviyo_flow_token,
     accept=accept,
     authorize=path_token,
+    limits=EndpointLimits(max_body_bytes=MiB, body_timeout_s=10.0),
 )

@@ -18,6 +18,7 @@ from core.settings import Settings
 from ingest import fields
 from ingest.endpoint import Endpoint, Head, Incoming, configured_signing
 from ingest.errors import BadCredentials, BadRequest
+from ingest.limits import EndpointLimits, MiB
 from ingest.verify import (
     Signing,
     equal,
@@ -116,4 +117,5 @@ ENDPOINT = Endpoint(
     configured=configured,
     accept=accept,
     authorize=authorize,
+    limits=EndpointLimits(max_body_bytes=MiB, body_timeout_s=10.0),
 )

@@ -18,7 +18,7 @@ import orjson
 from core.settings import Settings
 from ingest.providers import klaviyo
 from ingest.publisher import KafkaPublisher, Publisher
-from ingest.serve import make_server
+from ingest.serve import Server, make_server
 from ingest.verify import sign_timestamped
 
 USER = "0b5e7a52-6d1f-4c8e-9a43-2f1d7c3e9b10"
@@ -37,6 +37,15 @@ async def kafka_publisher(settings: Settings) -> AsyncIterator[KafkaPublisher]:
 @asynccontextmanager
 async def serving(settings: Settings, publisher: Publisher | None = None) -> AsyncIterator[str]:
     """The app on a free loopback port under uvicorn; yields its base URL."""
+    async with serving_server(settings, publisher) as (url, _):
+        yield url
+
+
+@asynccontextmanager
+async def serving_server(
+    settings: Settings, publisher: Publisher | None = None
+) -> AsyncIterator[tuple[str, Server]]:
+    """:func:`serving`, yielding the uvicorn server too (its ``config.app`` is the app)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -52,7 +61,7 @@ async def serving(settings: Settings, publisher: Publisher | None = None) -> Asy
             raise TimeoutError("the ingest server did not start")
         await asyncio.sleep(0.005)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", server
     finally:
         server.should_exit = True
         await task
