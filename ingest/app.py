@@ -63,6 +63,9 @@ def create_app(
     outside); otherwise the lifespan connects a :class:`KafkaPublisher` in the background
     (``/readyz`` is 503 until it is up) and flushes and closes it on shutdown."""
     runtime = Runtime(settings, metrics or IngestMetrics.create(), publisher)
+    runtime.metrics.watch_budget(
+        lambda: p.budget if isinstance(p := runtime.publisher, KafkaPublisher) else None
+    )
     spec = orjson.dumps(openapi.document(ENDPOINTS, version()))
 
     async def healthz(request: Request) -> Response:

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import httptools
 import orjson
+from prometheus_client import Counter
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("ingest.http")
@@ -47,6 +48,7 @@ class _Refused(Exception):
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     limits: ClassVar[HeadLimits]
+    refusals: ClassVar[Counter | None] = None  # ingest_head_refusals_total, by status, reason
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -132,6 +134,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _answer(self, refusal: Refusal) -> None:
         self._disarm()
         log.info("refused", extra={"status": refusal.status, "reason": refusal.code})
+        if self.refusals is not None:
+            self.refusals.labels(str(refusal.status), refusal.code).inc()
         body = orjson.dumps({"error": refusal.code, "detail": refusal.detail})
         phrase = http.HTTPStatus(refusal.status).phrase
         lines = [f"HTTP/1.1 {refusal.status} {phrase}".encode()]
@@ -145,11 +149,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def limited_protocol(limits: HeadLimits) -> type[LimitedHttpToolsProtocol]:
-    """The protocol class uvicorn instantiates per connection, with these limits."""
+def limited_protocol(
+    limits: HeadLimits, refusals: Counter | None = None
+) -> type[LimitedHttpToolsProtocol]:
+    """The protocol class uvicorn instantiates per connection, with these limits; each
+    refusal is counted in ``refusals`` (labels: status, reason)."""
 
     class Protocol(LimitedHttpToolsProtocol):
         pass
 
     Protocol.limits = limits
+    Protocol.refusals = refusals
     return Protocol

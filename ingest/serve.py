@@ -67,7 +67,8 @@ def make_server(
         host=host,
         port=settings.port,
         http=limited_protocol(
-            HeadLimits(settings.max_header_bytes, settings.max_headers, settings.header_timeout_s)
+            HeadLimits(settings.max_header_bytes, settings.max_headers, settings.header_timeout_s),
+            app.state.runtime.metrics.head_refusals,
         ),
         loop="none",  # the loop is chosen by run() (uvloop when installed)
         lifespan="on",

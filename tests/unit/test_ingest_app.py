@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
 from core.settings import Settings
 from ingest.app import create_app
 from ingest.handler import header_dict, request_id
+from ingest.publisher import KafkaPublisher
 from ingest.registry import ENDPOINTS
 
 SETTINGS = Settings(events_api_key="k", kit_legacy_token="legacy")
@@ -18,6 +21,10 @@ METRIC_NAMES = (
     "ingest_records_produced_total",
     "ingest_request_duration_seconds",
     "ingest_producer_ready",
+    "ingest_produce_buffer_bytes",
+    "ingest_produce_buffer_limit_bytes",
+    "ingest_produce_buffer_waiting_requests",
+    "ingest_head_refusals_total",
 )
 
 
@@ -41,6 +48,23 @@ async def test_metrics_expose_every_ingest_metric() -> None:
     for name in METRIC_NAMES:
         assert f"# TYPE {name.removesuffix('_total')}" in text
     assert 'ingest_requests_total{endpoint="events",status="401"} 1.0' in text
+
+
+async def test_the_producer_byte_budget_is_read_when_scraped() -> None:
+    publisher = KafkaPublisher(SETTINGS.with_overrides(produce_buffer_bytes=1000))
+    app = create_app(SETTINGS, publisher)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://ingest"
+    ) as client:
+        assert publisher.budget.try_acquire(600)
+        waiting = asyncio.create_task(publisher.budget.acquire(600))
+        await asyncio.sleep(0)
+        text = (await client.get("/metrics")).text
+        publisher.budget.release(600)
+        await waiting
+    assert "ingest_produce_buffer_bytes 600.0" in text
+    assert "ingest_produce_buffer_limit_bytes 1000.0" in text
+    assert "ingest_produce_buffer_waiting_requests 1.0" in text
 
 
 async def test_openapi_lists_every_endpoint() -> None:

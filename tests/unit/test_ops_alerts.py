@@ -84,6 +84,7 @@ def test_every_alert_is_complete() -> None:
         pytest.param("signature failures", "ingest_signature_failures_total", id="signatures"),
         pytest.param("503 rate", 'ingest_requests_total{status="503"}', id="503"),
         pytest.param("database outage", "consumer_paused", id="paused"),
+        pytest.param("poison flood hold", "consumer_poison_flood", id="flood"),
     ],
 )
 def test_incident_has_an_alert(incident: str, needle: str) -> None:

@@ -38,6 +38,11 @@ PINNED = {
     "consumer_pending_events": "gauge",
     "consumer_pending_oldest_age_seconds": "gauge",
     "consumer_dlq_replayed_total": "counter",
+    "consumer_poison_flood": "gauge",
+    "ingest_produce_buffer_bytes": "gauge",
+    "ingest_produce_buffer_limit_bytes": "gauge",
+    "ingest_produce_buffer_waiting_requests": "gauge",
+    "ingest_head_refusals_total": "counter",
 }
 SERIES_SUFFIXES = {"counter": ("",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
 
