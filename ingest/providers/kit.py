@@ -14,7 +14,7 @@ from contract import times
 from contract.records import Record, cloudevent
 from contract.topics import SOURCE_KIT
 from ingest import fields
-from ingest.endpoint import Endpoint, Head, Incoming, configured_signing
+from ingest.endpoint import Endpoint, Head, Incoming, Param, configured_signing
 from ingest.limits import EndpointLimits, MiB
 from ingest.verify import Signing, signed_recently, verify_timestamped
 
@@ -31,6 +31,14 @@ def subscriber_email(subscriber: Any, path: str) -> str:
     subscriber = fields.require_object(subscriber, path)
     email = fields.require_text(subscriber.get("email_address"), f"{path}.email_address")
     return email.strip().lower()
+
+
+SUBSCRIBER = fields.obj({"email_address": fields.TEXT})  # subscriber_email
+# What build_records requires; the other fields of Kit's events are passed on as sent.
+EVENT = fields.obj(
+    {"id": fields.ID, "type": fields.TEXT, "data": fields.obj({"subscriber": SUBSCRIBER})}
+)
+BODY = fields.obj({"events": fields.array(EVENT, minimum=1, maximum=MAX_EVENTS)})
 
 
 def build_records(body: dict[str, Any], received_at: str) -> list[Record]:
@@ -74,6 +82,14 @@ ENDPOINT = Endpoint(
     "configured KIT_WEBHOOK_SECRET)",
     configured=lambda s: configured_signing(s, *s.kit_webhook_secrets),
     accept=accept,
+    body=BODY,
     authorize=authorize,
+    params=(
+        Param(
+            SIGNATURE_HEADER,
+            "t=<unix s>,v1=<hex>[,v1=<hex>...]: each v1 an HMAC-SHA256 of '{t}.{raw body}' "
+            "with a KIT_WEBHOOK_SECRET, t within SIGNATURE_TOLERANCE_S",
+        ),
+    ),
     limits=EndpointLimits(share=0.25, max_body_bytes=MiB, body_timeout_s=10.0),
 )

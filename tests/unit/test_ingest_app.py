@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 
 import httpx
 import pytest
+from openapi_spec_validator import validate
 
 from core.settings import Settings
+from ingest import openapi
 from ingest.app import create_app
 from ingest.handler import header_dict, request_id
 from ingest.publisher import KafkaPublisher
@@ -70,10 +74,45 @@ async def test_the_producer_byte_budget_is_read_when_scraped() -> None:
 async def test_openapi_lists_every_endpoint() -> None:
     async with client_for() as client:
         spec = (await client.get("/openapi.json")).json()
-    assert spec["openapi"].startswith("3.")
+    assert spec["openapi"] == "3.1.0"
     for endpoint in ENDPOINTS:
         operation = spec["paths"][endpoint.path]["post"]
         assert str(endpoint.success_status) in operation["responses"]
+        assert operation["requestBody"]["content"]["application/json"]["schema"] == endpoint.body
+
+
+async def test_openapi_is_a_valid_openapi_3_1_document() -> None:
+    async with client_for() as client:
+        spec = (await client.get("/openapi.json")).json()
+    validate(spec)  # raises naming the first error
+    text = json.dumps(spec)
+    for name in re.findall(r'"#/components/schemas/(\w+)"', text):
+        assert name in spec["components"]["schemas"], name
+
+
+def test_openapi_says_how_each_endpoint_authenticates() -> None:
+    spec = openapi.document(ENDPOINTS, "test")
+    operations = {e.name: spec["paths"][e.path]["post"] for e in ENDPOINTS}
+    schemes = spec["components"]["securitySchemes"]
+
+    assert operations["events"]["security"] == [{"eventsBearer": []}]
+    assert schemes["eventsBearer"] == {
+        **schemes["eventsBearer"],
+        "type": "http",
+        "scheme": "bearer",
+    }
+    assert operations["revenuecat"]["security"] == [{"revenuecatAuthorization": []}]
+    assert schemes["revenuecatAuthorization"]["name"] == "Authorization"
+    required = {
+        name: {p["name"] for p in op["parameters"] if p["required"]}
+        for name, op in operations.items()
+    }
+    assert required["kit"] == {"X-Kit-Signature"}
+    assert required["klaviyo"] == {"Klaviyo-Webhook-Id", "Klaviyo-Timestamp", "Klaviyo-Signature"}
+    assert required["klaviyo_flow"] == {"token"}
+    assert required["kit_legacy"] == {"token", "event_name"}
+    unavailable = operations["events"]["responses"]["503"]
+    assert {"Retry-After", "X-Request-Id"} <= set(unavailable["headers"])
 
 
 async def test_accepted_request_without_a_producer_is_503_with_retry_after() -> None:
