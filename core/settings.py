@@ -47,7 +47,10 @@ PENDING = Group("pending", "Consumers: parked events")
 POISON = Group("poison", "Consumers: poison and dead letters")
 BOUNDS = Group("bounds", "Consumers: database and broker bounds")
 RETENTION = Group("retention", "Retention (`ingester inbox prune`)")
-GROUPS = (SERVERS, ENDPOINTS, INGEST, KAFKA, CONSUMERS, PENDING, POISON, BOUNDS, RETENTION)
+TELEMETRY = Group("telemetry", "Telemetry (OpenTelemetry)")
+GROUPS = (
+    SERVERS, ENDPOINTS, INGEST, KAFKA, CONSUMERS, PENDING, POISON, BOUNDS, RETENTION, TELEMETRY,
+)  # fmt: skip
 
 _SERVER = "embedded in dev/test, required otherwise"
 _ANSWERS_404 = "unset = 404"
@@ -421,6 +424,18 @@ class Settings:
         90,
         "`ingester inbox prune` deletes the local dead-letter log (`ingest_dead_letters`)"
         " older than this; the DLQ topic keeps its own retention",
+    )
+
+    # Telemetry: the OpenTelemetry SDK reads its standard OTEL_* variables itself; this one
+    # decides whether spans are exported at all.
+    otel_exporter_otlp_endpoint: str | None = TELEMETRY.setting(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        OptionalText(),
+        None,
+        "OTLP/HTTP endpoint spans are exported to (e.g. `http://collector:4318`); the SDK's"
+        " other standard `OTEL_*` variables (`OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`,"
+        " `OTEL_EXPORTER_OTLP_HEADERS`, ...) apply",
+        shown="unset = not exported",
     )
 
     def with_overrides(self, **changes: Any) -> Settings:

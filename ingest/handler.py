@@ -13,12 +13,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
+from opentelemetry import trace
 from prometheus_client.metrics import Counter as CounterChild
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from contract.records import Record
+from contract import tracecontext
+from contract.headers import TRACEPARENT
+from contract.records import Record, traced
 from contract.topics import topic_name
 from core.settings import Settings
 from ingest.body import declared_length, read_limited
@@ -48,6 +51,17 @@ def request_id(headers: Mapping[str, str]) -> str:
     if given is not None and _REQUEST_ID.fullmatch(given):
         return given
     return os.urandom(16).hex()  # as random as uuid4().hex, without building a UUID
+
+
+def trace_parent(headers: Mapping[str, str]) -> tracecontext.TraceParent:
+    """The trace the request's records carry: the request's span when OpenTelemetry traces
+    it (``ingest.serve`` adds the ASGI instrumentation when spans are exported), else the
+    caller's ``traceparent`` passed on as it came (this hop makes no span nobody sees), else
+    a new trace."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        return tracecontext.TraceParent(context.trace_id, context.span_id, context.trace_flags)
+    return tracecontext.parse(headers.get(TRACEPARENT)) or tracecontext.start()
 
 
 def header_dict(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -181,6 +195,7 @@ class WebhookHandler:
         receive: Receive,
         now: float,
         progress: RequestProgress,
+        trace_context: tracecontext.TraceParent,
     ) -> list[Record]:
         """The checks in their order (README, "Limits and the order of checks"): what needs
         no body first, so a refused request costs neither its upload nor memory."""
@@ -201,6 +216,7 @@ class WebhookHandler:
             else:
                 records = endpoint.accept(config, incoming)
             if records:
+                records = traced(records, str(trace_context))
                 await self._publish(records)
         return records
 
@@ -227,13 +243,14 @@ class WebhookHandler:
         started = time.perf_counter()
         headers = header_dict(scope["headers"])
         rid = request_id(headers)
+        trace_context = trace_parent(headers)
         name = self.endpoint.name
         records: list[Record] = []
         failure: str | None = None
         progress = RequestProgress()
         try:
             params = scope.get("path_params", {})
-            records = await self._process(headers, params, receive, now, progress)
+            records = await self._process(headers, params, receive, now, progress, trace_context)
             answer = Answer(self.endpoint.success_status, self._success(len(records)))
         except VerificationError as exc:
             failure = exc.reason
@@ -274,6 +291,7 @@ class WebhookHandler:
             "request",
             extra={
                 "request_id": rid,
+                "trace_id": trace_context.trace_hex,
                 "endpoint": name,
                 "route": self.endpoint.path,
                 "status": status,

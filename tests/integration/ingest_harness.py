@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import orjson
+from opentelemetry.sdk.trace import TracerProvider
 
 from core.settings import Settings
 from ingest.providers import klaviyo
@@ -43,14 +44,21 @@ async def serving(settings: Settings, publisher: Publisher | None = None) -> Asy
 
 @asynccontextmanager
 async def serving_server(
-    settings: Settings, publisher: Publisher | None = None
+    settings: Settings,
+    publisher: Publisher | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> AsyncIterator[tuple[str, Server]]:
     """:func:`serving`, yielding the uvicorn server too (its ``config.app`` is the app)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = make_server(settings.with_overrides(port=port), publisher=publisher, host="127.0.0.1")
+    server = make_server(
+        settings.with_overrides(port=port),
+        publisher=publisher,
+        host="127.0.0.1",
+        tracer_provider=tracer_provider,
+    )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     deadline = time.monotonic() + 10
     while not server.started:
