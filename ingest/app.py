@@ -18,7 +18,8 @@ from starlette.types import Receive, Scope, Send
 from core.settings import Settings
 from core.version import version
 from ingest import openapi
-from ingest.handler import Runtime, WebhookHandler, json_response
+from ingest.exchange import json_response
+from ingest.handler import Runtime, WebhookHandler
 from ingest.metrics import CONTENT_TYPE_LATEST, IngestMetrics
 from ingest.publisher import KafkaPublisher, Publisher
 from ingest.registry import ENDPOINTS

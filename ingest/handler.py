@@ -5,22 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
-from opentelemetry import trace
 from prometheus_client.metrics import Counter as CounterChild
 from starlette.requests import ClientDisconnect
-from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from contract import tracecontext
-from contract.headers import TRACEPARENT
 from contract.records import Record, traced
 from contract.topics import topic_name
 from core.settings import Settings
@@ -28,6 +23,7 @@ from ingest.body import declared_length, read_limited
 from ingest.clock import received_at
 from ingest.endpoint import Endpoint, Head, Incoming
 from ingest.errors import IngestError, NotConfigured, PublishError, VerificationError
+from ingest.exchange import CLOSE, REQUEST_ID_NAME, Answer, header_dict, request_id, trace_parent
 from ingest.limits import Admission, effective
 from ingest.metrics import IngestMetrics
 from ingest.publisher import Publisher
@@ -35,75 +31,7 @@ from ingest.publisher import Publisher
 log = logging.getLogger("ingest.http")
 
 
-RETRY_AFTER_S = 5
 OFFLOAD_BYTES = 256 * 1024
-REQUEST_ID_HEADER = "X-Request-Id"
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-
-
-def json_response(status: int, payload: Mapping[str, Any], **headers: str) -> Response:
-    return Response(orjson.dumps(payload), status, headers, media_type="application/json")
-
-
-def request_id(headers: Mapping[str, str]) -> str:
-    """The caller's X-Request-Id when it is a sane token, else a fresh one."""
-    given = headers.get("x-request-id")
-    if given is not None and _REQUEST_ID.fullmatch(given):
-        return given
-    return os.urandom(16).hex()  # as random as uuid4().hex, without building a UUID
-
-
-def trace_parent(headers: Mapping[str, str]) -> tracecontext.TraceParent:
-    """The trace the request's records carry: the request's span when OpenTelemetry traces
-    it (``ingest.serve`` adds the ASGI instrumentation when spans are exported), else the
-    caller's ``traceparent`` passed on as it came (this hop makes no span nobody sees), else
-    a new trace."""
-    context = trace.get_current_span().get_span_context()
-    if context.is_valid:
-        return tracecontext.TraceParent(context.trace_id, context.span_id, context.trace_flags)
-    return tracecontext.parse(headers.get(TRACEPARENT)) or tracecontext.start()
-
-
-def header_dict(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-    """ASGI header pairs as a plain dict with lower-case names (ASGI servers lower-case
-    them); of a repeated header the first value wins, as in Starlette's ``Headers``."""
-    headers: dict[str, str] = {}
-    for name, value in raw:
-        key = name.decode("latin-1")
-        if key not in headers:
-            headers[key] = value.decode("latin-1")
-    return headers
-
-
-_JSON = (b"content-type", b"application/json")
-_CLOSE = (b"connection", b"close")
-_REQUEST_ID_NAME = REQUEST_ID_HEADER.lower().encode()
-_RETRY_AFTER = (b"retry-after", str(RETRY_AFTER_S).encode())
-
-
-class Answer:
-    """A JSON answer as ASGI messages, without a Starlette ``Response``: the webhook routes
-    answer thousands of times a second and need nothing else of it."""
-
-    __slots__ = ("body", "headers", "status")
-
-    def __init__(self, status: int, body: bytes, *extra: tuple[bytes, bytes]) -> None:
-        self.status = status
-        self.body = body
-        self.headers = [_JSON, (b"content-length", str(len(body)).encode()), *extra]
-
-    @classmethod
-    def error(cls, error: IngestError) -> Answer:
-        body = orjson.dumps({"error": error.code, "detail": error.detail})
-        return (
-            cls(error.status, body, _RETRY_AFTER)
-            if error.status == 503
-            else cls(error.status, body)
-        )
-
-    async def send(self, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
-        await send({"type": "http.response.body", "body": self.body})
 
 
 class RequestProgress:
@@ -270,12 +198,12 @@ class WebhookHandler:
         if not progress.body_read:
             # Answered before the body was read: what is left of it is not worth reading,
             # nor a connection that may still be trickling it.
-            answer.headers.append(_CLOSE)
+            answer.headers.append(CLOSE)
         elapsed = time.perf_counter() - started
         status = answer.status
         self._count_request(status)
         self._duration.observe(elapsed)
-        answer.headers.append((_REQUEST_ID_NAME, rid.encode("latin-1")))
+        answer.headers.append((REQUEST_ID_NAME, rid.encode("latin-1")))
         # Successes are counted by ingest_requests_total and logged at DEBUG only: a JSON
         # line per accepted request cost a sixth of the CPU (docs/benchmarks.md). Refusals
         # stay at INFO and failures at WARNING. The route template, not the URL, is logged:

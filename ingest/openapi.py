@@ -18,8 +18,8 @@ from typing import Any
 from contract.items import SCHEMAS
 from contract.values import ref
 from ingest.endpoint import Endpoint
+from ingest.exchange import REQUEST_ID_HEADER, RETRY_AFTER_S
 from ingest.fields import MAX_DEPTH
-from ingest.handler import REQUEST_ID_HEADER, RETRY_AFTER_S
 
 Schema = dict[str, Any]
 

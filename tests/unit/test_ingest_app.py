@@ -13,7 +13,7 @@ from openapi_spec_validator import validate
 from core.settings import Settings
 from ingest import openapi
 from ingest.app import create_app
-from ingest.handler import header_dict, request_id
+from ingest.exchange import header_dict, request_id
 from ingest.publisher import KafkaPublisher
 from ingest.registry import ENDPOINTS
 

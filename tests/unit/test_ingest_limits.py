@@ -24,18 +24,10 @@ from ingest.errors import Overloaded
 from ingest.limits import Admission, EndpointLimits, effective
 from ingest.registry import ENDPOINTS
 from ingest.verify import sign_timestamped
+from tests.support import CONFIGURED
 
 MiB = 1024 * 1024
-SETTINGS = Settings(
-    revenuecat_authorization="Bearer rc",
-    revenuecat_webhook_secret="rc-hmac",
-    klaviyo_webhook_secret="kl",
-    klaviyo_flow_token="flow",
-    kit_webhook_secrets=("kit",),
-    kit_legacy_token="legacy",
-    events_api_key="ev",
-    max_body_bytes=5 * MiB,
-)
+SETTINGS = CONFIGURED.with_overrides(max_body_bytes=5 * MiB)
 NOW = time.time()
 STALE = int(NOW) - 3600
 # Signed when the test runs, not at import: a long suite would make them stale.

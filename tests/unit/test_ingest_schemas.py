@@ -22,7 +22,6 @@ from schemathesis import GenerationMode
 from schemathesis.core import NotSet
 
 from contract.fields import dig
-from core.settings import Settings
 from ingest import openapi
 from ingest.clock import received_at
 from ingest.endpoint import Endpoint, Incoming
@@ -30,16 +29,9 @@ from ingest.errors import BadRequest, WebhookIdMismatch
 from ingest.providers import klaviyo
 from ingest.registry import ENDPOINTS
 from ingest.verify import sign_timestamped
+from tests.support import CONFIGURED
 
-SETTINGS = Settings(
-    revenuecat_authorization="Bearer rc",
-    revenuecat_webhook_secret="rc-hmac",
-    klaviyo_webhook_secret="kl",
-    klaviyo_flow_token="flow",
-    kit_webhook_secrets=("kit",),
-    kit_legacy_token="legacy",
-    events_api_key="ev",
-)
+SETTINGS = CONFIGURED
 DOCUMENT = openapi.document(ENDPOINTS, "test")
 SCHEMA = schemathesis.openapi.from_dict(DOCUMENT)
 # Bounded so the whole module takes seconds; hypothesis's database keeps what failed once.
