@@ -42,10 +42,12 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## Refill the settings tables of README.md, docs/contract.md, docs/consumers.md and docs/rc-sync.md.
+## Refill the settings tables of README.md, docs/contract.md, docs/consumers.md and
+## docs/rc-sync.md, and regenerate docs/asyncapi.yaml from the code.
 docs: $(STAMP)
 	$(BIN)/python -m ingester.settings_tables --write README.md docs/contract.md docs/consumers.md \
 		docs/rc-sync.md
+	$(BIN)/python -m ingester.asyncapi --write docs/asyncapi.yaml
 
 ## Throughput and memory benchmarks (prints ratios measured in one run).
 bench: $(STAMP)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -11,6 +12,8 @@ from consumers.decode import Item
 from consumers.dlq import DeadLetter
 from consumers.pending.retry import RetryReport
 from contract.headers import CE_SOURCE
+
+log = logging.getLogger("consumers.batch")
 
 
 @dataclass(slots=True)
@@ -46,6 +49,10 @@ def observe_batch(
         metrics.EVENTS.labels(letter.source or "?", Disposition.DEAD.value).inc()
     if dead:
         batch.counts[Disposition.DEAD.value] = len(dead)
+    # One line per batch at DEBUG only (metrics count them), inside the batch's span: it
+    # carries the trace id of the requests the batch applied.
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("batch", extra={"records": batch.size, "outcomes": batch.counts})
     return batch
 
 

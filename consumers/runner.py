@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from opentelemetry import trace
+from opentelemetry.trace import Tracer
 
 from consumers import db, dlq, store
 from consumers.apply import Report
@@ -50,6 +52,7 @@ from consumers.observe import BatchReport, observe_batch
 from consumers.offsets import Offsets
 from consumers.outage import Outages
 from consumers.policies import ApplyPolicy, FetchPolicy, FloodPolicy, Timeouts
+from consumers.tracing import batch_span
 from consumers.types import Handler
 from contract.headers import CE_SOURCE
 
@@ -96,6 +99,7 @@ class Runner:
         scope: str = "",
         backoff: Backoff = DEFAULT_BACKOFF,
         hooks: Hooks = NO_HOOKS,
+        tracer: Tracer | None = None,
     ) -> None:
         self.fetch_policy = fetch
         self.timeouts = timeouts
@@ -108,6 +112,9 @@ class Runner:
         self.scope = scope
         self.backoff = backoff
         self.hooks = hooks
+        # A span per batch (consumers.tracing); without a tracer, the global one (no-op
+        # unless installed), which still puts a batch of one trace in that trace.
+        self.tracer = tracer or trace.get_tracer("consumers")
         self.liveness = Liveness(timeouts.liveness_stall_s)
         self.offsets = Offsets(consumer, timeouts.io_s, self.liveness)
         self.outages = Outages(
@@ -229,6 +236,12 @@ class Runner:
         self.liveness.batch_in_hand = True
         if prefetch and self._prefetch is None and not self.outages.paused:
             self._prefetch = asyncio.create_task(self._fetch_decoded())
+        with batch_span(self.tracer, records):
+            return await self._apply_batch(records, items)
+
+    async def _apply_batch(
+        self, records: Sequence[RawRecord], items: Sequence[Item]
+    ) -> BatchReport:
         groups = by_source(i for i in items if i.event is not None)
         progress: dict[GroupKey, Progress[Item, Report]] = {g: Progress() for g in groups}
         await self.outages.retrying("apply", lambda: self.apply_groups(groups, progress))

@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import errors as kafka_errors
+from opentelemetry.trace import Tracer
 
 from consumers import db
 from consumers.backoff import Backoff
@@ -25,6 +26,7 @@ from consumers.policies import ApplyPolicy, FetchPolicy, FloodPolicy, Timeouts
 from consumers.registry import topics_for
 from consumers.runner import DEFAULT_BACKOFF, NO_HOOKS, Hooks, Runner
 from consumers.types import Handler
+from core import telemetry
 from core.kafka import make_consumer, make_producer
 from core.settings import Settings
 
@@ -83,6 +85,7 @@ async def _serve(
     consumer_options: Mapping[str, Any],
     stop: asyncio.Event,
 ) -> int:
+    tracing = telemetry.tracer_provider(settings, "ingester-consumers")
     pool = await db.create_pool(settings)
     producer = make_producer(settings)
     consumer = make_consumer(settings, *topics, **consumer_options)
@@ -91,7 +94,15 @@ async def _serve(
         await producer.start()
         await consumer.start()
         dead_letters = DeadLetterSink.from_settings(settings, producer)
-        runner = build_runner(settings, handlers, pool, consumer, dead_letters, scope=scope)
+        runner = build_runner(
+            settings,
+            handlers,
+            pool,
+            consumer,
+            dead_letters,
+            scope=scope,
+            tracer=tracing.get_tracer("consumers"),
+        )
         health = HealthServer(
             readiness_probe(runner, pool),
             settings.consumer_metrics_port,
@@ -125,6 +136,7 @@ async def _serve(
         await pool.close()
         if health is not None:
             await health.stop()
+        tracing.shutdown()  # exports what is left, when exporting
 
 
 def build_runner(
@@ -137,6 +149,7 @@ def build_runner(
     scope: str = "",
     backoff: Backoff = DEFAULT_BACKOFF,
     hooks: Hooks = NO_HOOKS,
+    tracer: Tracer | None = None,
 ) -> Runner:
     """The runner of :func:`run_service`, its policies read from ``settings``."""
     return Runner(
@@ -168,6 +181,7 @@ def build_runner(
         scope=scope,
         backoff=backoff,
         hooks=hooks,
+        tracer=tracer,
     )
 
 

@@ -21,6 +21,9 @@ CE_TIME = "ce_time"
 CE_PARTITIONKEY = "ce_partitionkey"
 CONTENT_TYPE = "content-type"
 RECEIVED_AT = "ingest_received_at"
+# The trace that published the record, one value in two headers (contract.tracecontext).
+CE_TRACEPARENT = "ce_traceparent"
+TRACEPARENT = "traceparent"
 
 SPECVERSION = "1.0"
 
@@ -35,10 +38,12 @@ def encode_headers(
     time: str,
     partition_key: str,
     received_at: str | None,
+    traceparent: str | None = None,
 ) -> Headers:
     """The headers of one event; ``ingest_received_at`` only when the receive time is known
-    (an event rebuilt from the pending table has lost it)."""
-    headers = (
+    (an event rebuilt from the pending table has lost it), the trace headers only when a
+    trace is known."""
+    headers: Headers = (
         (CE_SPECVERSION, SPECVERSION.encode()),
         (CE_ID, event_id.encode()),
         (CE_SOURCE, source.encode()),
@@ -47,7 +52,15 @@ def encode_headers(
         (CE_PARTITIONKEY, partition_key.encode()),
         (CONTENT_TYPE, b"application/json"),
     )
-    return headers if received_at is None else (*headers, (RECEIVED_AT, received_at.encode()))
+    if received_at is not None:
+        headers = (*headers, (RECEIVED_AT, received_at.encode()))
+    return headers if traceparent is None else (*headers, *trace_headers(traceparent))
+
+
+def trace_headers(traceparent: str) -> Headers:
+    """The two headers that carry a record's trace (``ce_traceparent`` and ``traceparent``)."""
+    value = traceparent.encode()
+    return ((CE_TRACEPARENT, value), (TRACEPARENT, value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +73,7 @@ class Attributes:
     time: datetime
     partition_key: str
     received_at: datetime | None
+    traceparent: str | None = None  # as sent; contract.tracecontext.parse reads it
 
 
 class InvalidHeaders(ValueError):
@@ -118,6 +132,7 @@ def decode_headers(headers: Iterable[tuple[str, bytes]], key: bytes | None) -> A
         time=time,
         partition_key=partition_key,
         received_at=_optional_time(header(RECEIVED_AT)),
+        traceparent=header(TRACEPARENT) or header(CE_TRACEPARENT),
     )
 
 

@@ -15,17 +15,39 @@ Consumers import this module; it imports nothing from them.
 
 from __future__ import annotations
 
-import re
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import orjson
 
-from contract import times
+from contract.values import (
+    INT4_MAX,
+    INT4_MIN,
+    MAX_AMOUNT,
+    SHARED,
+    InvalidField,
+    Parser,
+    Schema,
+    amount,
+    boolean,
+    country,
+    identifier,
+    instant,
+    integer,
+    json_object,
+    one_of,
+    ref,
+    schema_of,
+    text,
+)
+
+__all__ = [
+    "CONVERSION", "IMPRESSION", "INT4_MAX", "INT4_MIN", "KINDS", "MAX_AMOUNT", "OPTIONAL",
+    "REQUIRED", "SCHEMAS", "Field", "InvalidField", "Parser", "amount", "boolean", "columns_of",
+    "contains_nul", "country", "identifier", "instant", "integer", "json_object", "one_of",
+    "parse_fields", "text",
+]  # fmt: skip
 
 IMPRESSION, CONVERSION = "impression", "conversion"
 KINDS = (IMPRESSION, CONVERSION)
@@ -33,119 +55,6 @@ DEVICE_TYPES = ("desktop", "mobile", "tablet", "tv", "wearable", "bot", "other")
 CONNECTION_TYPES = (
     "wifi", "cellular", "ethernet", "slow-2g", "2g", "3g", "4g", "5g", "offline", "other",
 )  # fmt: skip
-INT4_MIN, INT4_MAX = -(2**31), 2**31 - 1
-MAX_AMOUNT = Decimal("99999999.99")  # numeric(10, 2)
-_CENT = Decimal("0.01")
-
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_COUNTRY = re.compile(r"[A-Za-z]{2}")
-_RFC3339 = times._RFC3339  # the pattern strict_rfc3339 checks, shared
-
-Parser = Callable[[Any], Any]
-
-
-class InvalidField(ValueError):
-    """A value no column of seed 002 can hold; ``field`` is None when the whole item is at fault."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.message}" if self.field else self.message
-
-
-def text(max_length: int | None = None, *, non_empty: bool = False) -> Parser:
-    def parse(value: Any) -> str:
-        if not isinstance(value, str):
-            raise InvalidField("must be a string")
-        if non_empty and not value.strip():
-            raise InvalidField("must not be empty")
-        if max_length is not None and len(value) > max_length:
-            raise InvalidField(f"must be at most {max_length} characters")
-        return value
-
-    return parse
-
-
-def one_of(*allowed: str) -> Parser:
-    message = "must be one of " + ", ".join(allowed)
-
-    def parse(value: Any) -> str:
-        if not isinstance(value, str) or value not in allowed:
-            raise InvalidField(message)
-        return value
-
-    return parse
-
-
-def integer(minimum: int = INT4_MIN, maximum: int = INT4_MAX) -> Parser:
-    def parse(value: Any) -> int:
-        # JSON has one number type: 3.0 is the integer 3 (as in JSON Schema), 3.5 is not.
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidField("must be an integer")
-        if not minimum <= value <= maximum:
-            raise InvalidField(f"must be between {minimum} and {maximum}")
-        return value
-
-    return parse
-
-
-def boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidField("must be true or false")
-    return value
-
-
-def json_object(value: Any) -> dict[str, Any]:
-    # Kept as decoded JSON; the consumer's store serialises it into the jsonb column.
-    if not isinstance(value, dict):
-        raise InvalidField("must be an object")
-    return value
-
-
-def identifier(value: Any) -> uuid.UUID:
-    """A UUID in its hyphenated text form (either case); not braces, URNs or bare hex."""
-    if not isinstance(value, str) or not _UUID.fullmatch(value):
-        raise InvalidField("must be a UUID")
-    return uuid.UUID(value)
-
-
-def country(value: Any) -> str:
-    if not isinstance(value, str) or not _COUNTRY.fullmatch(value):
-        raise InvalidField("must be 2 letters (ISO 3166-1 alpha-2)")
-    return value
-
-
-def instant(value: Any) -> datetime:
-    """Strict RFC 3339 with an offset, as an aware UTC datetime (millisecond precision).
-
-    Accepts exactly what :func:`contract.times.strict_rfc3339` accepts and returns the
-    instant of its normalised text, parsed once instead of formatted and parsed again."""
-    if not isinstance(value, str) or not 10 <= len(value) <= 40 or not _RFC3339.fullmatch(value):
-        raise InvalidField("must be an RFC 3339 date-time with an offset")
-    text = value[:-1] + "Z" if value[-1] == "z" else value
-    try:
-        moment = datetime.fromisoformat(text).astimezone(UTC)
-    except (OverflowError, ValueError):
-        raise InvalidField("must be an RFC 3339 date-time with an offset") from None
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
-
-
-def amount(value: Any) -> Decimal:
-    """A non-negative number that fits numeric(10, 2), rounded half away from zero to cents
-    as PostgreSQL rounds it. The range is checked before rounding: -0.001 is refused."""
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        raise InvalidField("must be a number")
-    exact = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
-    if not exact.is_finite():
-        raise InvalidField("must be a finite number")
-    if not 0 <= exact <= MAX_AMOUNT:
-        raise InvalidField(f"must be between 0 and {MAX_AMOUNT}")
-    return exact.quantize(_CENT, rounding=ROUND_HALF_UP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +125,31 @@ _OPTIONAL_PARSERS: Mapping[str, Parser] = {name: f.parse for name, f in OPTIONAL
 _STORED_BY: Mapping[str, frozenset[str]] = {
     kind: frozenset(name for name, f in OPTIONAL.items() if kind in f.kinds) for kind in KINDS
 }
+
+
+def _stored_in(kinds: frozenset[str]) -> str:
+    tables = [f"{kind}s" for kind in KINDS if kind in kinds]
+    return "stored in " + " and ".join(tables) + "; null means absent"
+
+
+def item_schema() -> Schema:
+    """The JSON Schema of exactly the items :func:`parse_fields` accepts (the shared
+    schemas it refers to are in :data:`SCHEMAS`)."""
+    properties: dict[str, Schema] = {name: schema_of(parse) for name, parse in REQUIRED.items()}
+    for name, field in OPTIONAL.items():
+        properties[name] = {
+            "anyOf": [schema_of(field.parse), {"type": "null"}],
+            "description": _stored_in(field.kinds),
+        }
+    return {
+        "type": "object",
+        "description": "One first-party impression or conversion (docs/contract.md §4.6). "
+        "Every known field is checked whatever the type; other fields travel on untouched.",
+        "required": list(REQUIRED),
+        "properties": properties,
+        "propertyNames": ref("Text"),
+        "additionalProperties": ref("JsonValue"),
+    }
 
 
 def parse_fields(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -290,3 +224,7 @@ def contains_nul(value: Any) -> bool:
         elif isinstance(node, list):
             stack.extend(node)
     return False
+
+
+# The schemas of the item and of the values it refers to, by name.
+SCHEMAS: Mapping[str, Schema] = {**SHARED, "EventItem": item_schema()}

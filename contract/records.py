@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from contract.headers import Headers, encode_headers
+from contract.headers import Headers, encode_headers, trace_headers
 from contract.topics import STREAM_OF_SOURCE
 
 
@@ -59,3 +59,9 @@ def cloudevent(
             received_at=received_at,
         ),
     )
+
+
+def traced(records: list[Record], traceparent: str) -> list[Record]:
+    """``records`` carrying the trace of the request that published them."""
+    extra = trace_headers(traceparent)
+    return [Record(r.stream, r.key, r.value, r.headers + extra) for r in records]

@@ -13,9 +13,14 @@ from typing import Any
 
 from contract.records import rfc3339
 
-_RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})"
+# Strict RFC 3339 with an offset (as a JSON Schema pattern, anchored), ASCII digits only.
+# Years 0002-9998: with any offset the instant stays within Python's years 1-9999 in UTC.
+RFC3339_PATTERN = (
+    r"^(?:000[2-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
+    r"-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    r"(?:\.[0-9]{1,9})?(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
 )
+_RFC3339 = re.compile(RFC3339_PATTERN.removeprefix("^").removesuffix("$"))
 # Epoch values outside 1970..2200 are rejected as nonsense rather than overflowing.
 _MAX_EPOCH_S = 7_258_118_400
 # Epoch seconds as text: ASCII digits only (str.isdigit() also takes "²" and other digits
@@ -67,7 +72,8 @@ def lenient(value: Any) -> str | None:
 
 
 def strict_rfc3339(value: Any) -> str | None:
-    """RFC 3339 date-time with an explicit offset, normalised to UTC; None when invalid."""
+    """RFC 3339 date-time with an explicit offset (:data:`RFC3339_PATTERN`, then a real
+    calendar day), normalised to UTC; None when invalid."""
     if not isinstance(value, str) or not _RFC3339.fullmatch(value):
         return None
     return from_iso(value)

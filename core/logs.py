@@ -1,4 +1,8 @@
-"""Structured logs: one JSON object a line, never a secret, never a full email address."""
+"""Structured logs: one JSON object a line, never a secret, never a full email address.
+
+A line written inside a trace (a consumer's batch, a request under OpenTelemetry) carries
+its ``trace_id`` and ``span_id``, so on-call can go from a log line to the trace and back.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from opentelemetry import trace
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message",
@@ -24,6 +29,12 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        # The trace of the work that logs (a consumer batch, a traced request): set by the
+        # caller in `extra`, else read from the current span.
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            payload["trace_id"] = f"{context.trace_id:032x}"
+            payload["span_id"] = f"{context.span_id:016x}"
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 payload[key] = value

@@ -48,6 +48,7 @@ POISON = Group("poison", "Consumers: poison and dead letters")
 BOUNDS = Group("bounds", "Consumers: database and broker bounds")
 RETENTION = Group("retention", "Retention (`ingester inbox prune`)")
 RCSYNC = Group("rcsync", "rc-sync: RevenueCat attributes written back (`ingester rc-sync`)")
+TELEMETRY = Group("telemetry", "Telemetry (OpenTelemetry)")
 CONSOLE = Group("console", "Operator console (`ingester console`)")
 GROUPS = (
     SERVERS,
@@ -61,6 +62,7 @@ GROUPS = (
     RETENTION,
     RCSYNC,
     CONSOLE,
+    TELEMETRY,
 )
 
 _SERVER = "embedded in dev/test, required otherwise"
@@ -524,6 +526,18 @@ class Settings:
         "the token every console request needs (bearer header or the login form)",
         secret=True,
         shown="unset = the console refuses to start",
+    )
+
+    # Telemetry: the OpenTelemetry SDK reads its standard OTEL_* variables itself; this one
+    # decides whether spans are exported at all.
+    otel_exporter_otlp_endpoint: str | None = TELEMETRY.setting(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        OptionalText(),
+        None,
+        "OTLP/HTTP endpoint spans are exported to (e.g. `http://collector:4318`); the SDK's"
+        " other standard `OTEL_*` variables (`OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`,"
+        " `OTEL_EXPORTER_OTLP_HEADERS`, ...) apply",
+        shown="unset = not exported",
     )
 
     def with_overrides(self, **changes: Any) -> Settings:

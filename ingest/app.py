@@ -18,7 +18,8 @@ from starlette.types import Receive, Scope, Send
 from core.settings import Settings
 from core.version import version
 from ingest import openapi
-from ingest.handler import Runtime, WebhookHandler, json_response
+from ingest.exchange import json_response
+from ingest.handler import Runtime, WebhookHandler
 from ingest.metrics import CONTENT_TYPE_LATEST, IngestMetrics
 from ingest.publisher import KafkaPublisher, Publisher
 from ingest.registry import ENDPOINTS
@@ -63,6 +64,9 @@ def create_app(
     outside); otherwise the lifespan connects a :class:`KafkaPublisher` in the background
     (``/readyz`` is 503 until it is up) and flushes and closes it on shutdown."""
     runtime = Runtime(settings, metrics or IngestMetrics.create(), publisher)
+    runtime.metrics.watch_budget(
+        lambda: p.budget if isinstance(p := runtime.publisher, KafkaPublisher) else None
+    )
     spec = orjson.dumps(openapi.document(ENDPOINTS, version()))
 
     async def healthz(request: Request) -> Response:

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from contract.records import Record
 from core.settings import Settings
+from ingest.limits import EndpointLimits
 from ingest.verify import Signing, check_path_token
 
 
@@ -59,6 +60,19 @@ class Incoming:
     received_at: str  # the same moment in RFC 3339 (the ``ingest_received_at`` header)
 
 
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A request header or path segment an endpoint checks, for ``/openapi.json``."""
+
+    name: str
+    description: str
+    location: Literal["header", "path"] = "header"
+    required: bool = True
+    pattern: str | None = None  # a JSON Schema pattern, when its form is checked
+
+
+UNLIMITED = EndpointLimits()  # the process-wide limits only
+
 C = TypeVar("C")  # what one endpoint checks requests against: a token, a Signing...
 
 
@@ -70,5 +84,11 @@ class Endpoint(Generic[C]):
     security: str  # how a request proves itself, for /openapi.json
     configured: Callable[[Settings], C | None]  # None -> 404 (fail closed)
     accept: Callable[[C, Incoming], list[Record]]
+    # JSON Schema of exactly the bodies ``accept`` takes (tests/unit/test_ingest_schemas.py
+    # proves it both ways); below, the parameters and security scheme it checks.
+    body: Mapping[str, Any]
     authorize: Callable[[C, Head], None] = no_check  # before the body is read
     success_status: int = 200
+    limits: EndpointLimits = UNLIMITED  # its admission, body cap and body timeout
+    params: tuple[Param, ...] = ()  # every {name} of the path, and the headers checked
+    scheme: str | None = None  # a security scheme of ingest.openapi.SECURITY_SCHEMES

@@ -20,12 +20,44 @@ from typing import Any, Literal
 import orjson
 
 from contract.fields import dig as dig
+from contract.values import BLANK_PATTERN
 from ingest.errors import BadRequest
 
 MAX_DEPTH = 128  # containers inside containers, the body itself being level 1
 # Ids, types and partition keys: enough for any provider's, and short enough for the
 # consumers' unique indexes (a B-tree entry must fit in a third of a page, ~2,700 bytes).
 MAX_TEXT = 256
+
+Schema = dict[str, Any]
+# The JSON Schemas of what the accessors below accept, declared beside them; a provider's
+# body schema is built from these and the same bounds its code passes to them.
+NON_BLANK: Schema = {"type": "string", "not": {"pattern": BLANK_PATTERN}}  # text_or_none
+TEXT: Schema = {**NON_BLANK, "maxLength": MAX_TEXT}  # require_text
+# Integer ids within 64 bits (beyond them the parser gives a float, which require_id refuses).
+MIN_INTEGER, MAX_INTEGER = -(2**63), 2**64 - 1
+ID: Schema = {  # require_id
+    "anyOf": [{"type": "integer", "minimum": MIN_INTEGER, "maximum": MAX_INTEGER}, TEXT]
+}
+ANY: Schema = {}  # read leniently, never refused
+
+
+def obj(properties: dict[str, Schema], **keywords: Any) -> Schema:
+    """An object that must have ``properties`` (require_object, then each one required)."""
+    return {"type": "object", "required": list(properties), "properties": properties, **keywords}
+
+
+def array(items: Schema, *, minimum: int, maximum: int) -> Schema:
+    """What :func:`require_list` accepts with these bounds, each item ``items``."""
+    return {"type": "array", "minItems": minimum, "maxItems": maximum, "items": items}
+
+
+def nested(path: str, leaf: Schema) -> Schema:
+    """``{"a": {"b": leaf}}`` for ``"a.b"``: objects down to a required leaf (:func:`dig`)."""
+    schema = leaf
+    for key in reversed(path.split(".")):
+        schema = obj({key: schema})
+    return schema
+
 
 _NUL_ESCAPE = b"\\u0000"
 # \u0000 preceded by an even number of backslashes (an odd number escapes the backslash).
@@ -142,9 +174,14 @@ def require_text(value: Any, path: str) -> str:
 
 
 def require_id(value: Any, path: str) -> str:
-    """An identifier given as a non-empty string or an integer (Kit uses both)."""
+    """An identifier given as a non-empty string or an integer (Kit uses both); JSON has one
+    number type, so 42.0 is the integer 42 (as in JSON Schema)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
+    if isinstance(value, float) and value.is_integer():
+        if not MIN_INTEGER <= value <= MAX_INTEGER:
+            raise BadRequest(f"{path}: must be an integer within 64 bits or a string")
+        return str(int(value))
     return require_text(value, path)
 
 

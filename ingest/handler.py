@@ -5,91 +5,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 from prometheus_client.metrics import Counter as CounterChild
 from starlette.requests import ClientDisconnect
-from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from contract.records import Record
+from contract import tracecontext
+from contract.records import Record, traced
 from contract.topics import topic_name
 from core.settings import Settings
 from ingest.body import declared_length, read_limited
 from ingest.clock import received_at
 from ingest.endpoint import Endpoint, Head, Incoming
 from ingest.errors import IngestError, NotConfigured, PublishError, VerificationError
-from ingest.limits import Admission
+from ingest.exchange import CLOSE, REQUEST_ID_NAME, Answer, header_dict, request_id, trace_parent
+from ingest.limits import Admission, effective
 from ingest.metrics import IngestMetrics
 from ingest.publisher import Publisher
 
 log = logging.getLogger("ingest.http")
 
 
-RETRY_AFTER_S = 5
 OFFLOAD_BYTES = 256 * 1024
-REQUEST_ID_HEADER = "X-Request-Id"
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-
-
-def json_response(status: int, payload: Mapping[str, Any], **headers: str) -> Response:
-    return Response(orjson.dumps(payload), status, headers, media_type="application/json")
-
-
-def request_id(headers: Mapping[str, str]) -> str:
-    """The caller's X-Request-Id when it is a sane token, else a fresh one."""
-    given = headers.get("x-request-id")
-    if given is not None and _REQUEST_ID.fullmatch(given):
-        return given
-    return os.urandom(16).hex()  # as random as uuid4().hex, without building a UUID
-
-
-def header_dict(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-    """ASGI header pairs as a plain dict with lower-case names (ASGI servers lower-case
-    them); of a repeated header the first value wins, as in Starlette's ``Headers``."""
-    headers: dict[str, str] = {}
-    for name, value in raw:
-        key = name.decode("latin-1")
-        if key not in headers:
-            headers[key] = value.decode("latin-1")
-    return headers
-
-
-_JSON = (b"content-type", b"application/json")
-_CLOSE = (b"connection", b"close")
-_REQUEST_ID_NAME = REQUEST_ID_HEADER.lower().encode()
-_RETRY_AFTER = (b"retry-after", str(RETRY_AFTER_S).encode())
-
-
-class Answer:
-    """A JSON answer as ASGI messages, without a Starlette ``Response``: the webhook routes
-    answer thousands of times a second and need nothing else of it."""
-
-    __slots__ = ("body", "headers", "status")
-
-    def __init__(self, status: int, body: bytes, *extra: tuple[bytes, bytes]) -> None:
-        self.status = status
-        self.body = body
-        self.headers = [_JSON, (b"content-length", str(len(body)).encode()), *extra]
-
-    @classmethod
-    def error(cls, error: IngestError) -> Answer:
-        body = orjson.dumps({"error": error.code, "detail": error.detail})
-        return (
-            cls(error.status, body, _RETRY_AFTER)
-            if error.status == 503
-            else cls(error.status, body)
-        )
-
-    async def send(self, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
-        await send({"type": "http.response.body", "body": self.body})
 
 
 class RequestProgress:
@@ -109,6 +51,7 @@ class Runtime:
         self.metrics = metrics
         self.publisher = publisher
         self.admission = Admission(settings.max_concurrent_requests, settings.max_inflight_bytes)
+        self.admissions: dict[str, Admission] = {}  # each endpoint's, inside the process's
         # The labelled children, looked up once: a labels() call per request and metric
         # costs a lock and a tuple hash each.
         self._produced: dict[str, CounterChild] = {}
@@ -139,6 +82,18 @@ class WebhookHandler:
         self.runtime = runtime
         # The one place an endpoint's configuration is read: None answers every request 404.
         self._config = endpoint.configured(runtime.settings)
+        settings = runtime.settings
+        self.limits = effective(
+            endpoint.limits,
+            max_requests=settings.max_concurrent_requests,
+            max_bytes=settings.max_inflight_bytes,
+            max_body_bytes=settings.max_body_bytes,
+            body_timeout_s=settings.body_timeout_s,
+        )
+        self.admission = Admission(
+            self.limits.max_requests, self.limits.max_bytes, within=runtime.admission
+        )
+        runtime.admissions[endpoint.name] = self.admission
         metrics = runtime.metrics
         self._duration = metrics.request_duration.labels(endpoint.name)
         self._produce_latency = metrics.produce_latency.labels(endpoint.name)
@@ -168,19 +123,18 @@ class WebhookHandler:
         receive: Receive,
         now: float,
         progress: RequestProgress,
+        trace_context: tracecontext.TraceParent,
     ) -> list[Record]:
         """The checks in their order (README, "Limits and the order of checks"): what needs
         no body first, so a refused request costs neither its upload nor memory."""
-        settings = self.runtime.settings
+        limits = self.limits
         endpoint, config = self.endpoint, self._config
         if config is None:
             raise NotConfigured("not found")
         endpoint.authorize(config, Head(headers, params, now))
-        declared = declared_length(headers, settings.max_body_bytes)
-        with self.runtime.admission.enter(declared) as ticket:
-            raw = await read_limited(
-                receive, settings.max_body_bytes, ticket, settings.body_timeout_s
-            )
+        declared = declared_length(headers, limits.max_body_bytes)
+        with self.admission.enter(declared) as ticket:
+            raw = await read_limited(receive, limits.max_body_bytes, ticket, limits.body_timeout_s)
             progress.body_read = True
             incoming = Incoming(headers, params, raw, now, received_at(now))
             if len(raw) > OFFLOAD_BYTES:
@@ -190,6 +144,7 @@ class WebhookHandler:
             else:
                 records = endpoint.accept(config, incoming)
             if records:
+                records = traced(records, str(trace_context))
                 await self._publish(records)
         return records
 
@@ -216,13 +171,14 @@ class WebhookHandler:
         started = time.perf_counter()
         headers = header_dict(scope["headers"])
         rid = request_id(headers)
+        trace_context = trace_parent(headers)
         name = self.endpoint.name
         records: list[Record] = []
         failure: str | None = None
         progress = RequestProgress()
         try:
             params = scope.get("path_params", {})
-            records = await self._process(headers, params, receive, now, progress)
+            records = await self._process(headers, params, receive, now, progress, trace_context)
             answer = Answer(self.endpoint.success_status, self._success(len(records)))
         except VerificationError as exc:
             failure = exc.reason
@@ -242,12 +198,12 @@ class WebhookHandler:
         if not progress.body_read:
             # Answered before the body was read: what is left of it is not worth reading,
             # nor a connection that may still be trickling it.
-            answer.headers.append(_CLOSE)
+            answer.headers.append(CLOSE)
         elapsed = time.perf_counter() - started
         status = answer.status
         self._count_request(status)
         self._duration.observe(elapsed)
-        answer.headers.append((_REQUEST_ID_NAME, rid.encode("latin-1")))
+        answer.headers.append((REQUEST_ID_NAME, rid.encode("latin-1")))
         # Successes are counted by ingest_requests_total and logged at DEBUG only: a JSON
         # line per accepted request cost a sixth of the CPU (docs/benchmarks.md). Refusals
         # stay at INFO and failures at WARNING. The route template, not the URL, is logged:
@@ -263,6 +219,7 @@ class WebhookHandler:
             "request",
             extra={
                 "request_id": rid,
+                "trace_id": trace_context.trace_hex,
                 "endpoint": name,
                 "route": self.endpoint.path,
                 "status": status,

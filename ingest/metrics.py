@@ -6,6 +6,7 @@ never registers a metric twice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import (
@@ -19,6 +20,8 @@ from prometheus_client import (
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+
+from ingest.budget import ByteBudget
 
 __all__ = ["CONTENT_TYPE_LATEST", "IngestMetrics"]
 
@@ -35,6 +38,10 @@ class IngestMetrics:
     records_produced: Counter
     request_duration: Histogram
     producer_ready: Gauge
+    produce_buffer_bytes: Gauge
+    produce_buffer_limit_bytes: Gauge
+    produce_buffer_waiting: Gauge
+    head_refusals: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> IngestMetrics:
@@ -82,7 +89,40 @@ class IngestMetrics:
                 "1 while the Kafka producer is connected, else 0.",
                 registry=registry,
             ),
+            produce_buffer_bytes=Gauge(
+                "ingest_produce_buffer_bytes",
+                "Bytes of records handed to Kafka and not yet acknowledged.",
+                registry=registry,
+            ),
+            produce_buffer_limit_bytes=Gauge(
+                "ingest_produce_buffer_limit_bytes",
+                "PRODUCE_BUFFER_BYTES: beyond it requests wait their turn, then 503.",
+                registry=registry,
+            ),
+            produce_buffer_waiting=Gauge(
+                "ingest_produce_buffer_waiting_requests",
+                "Requests waiting for room under PRODUCE_BUFFER_BYTES.",
+                registry=registry,
+            ),
+            head_refusals=Counter(
+                "ingest_head_refusals",
+                "Requests refused in the HTTP protocol before the app: 431 (head over "
+                "MAX_HEADER_BYTES or MAX_HEADERS) and 408 (head not within HEADER_TIMEOUT_S).",
+                ("status", "reason"),
+                registry=registry,
+            ),
         )
+
+    def watch_budget(self, budget: Callable[[], ByteBudget | None]) -> None:
+        """Read the producer's byte budget (``budget()``, None while there is no producer)
+        when scraped, not on every request."""
+
+        def read(value: Callable[[ByteBudget], float]) -> Callable[[], float]:
+            return lambda: 0.0 if (found := budget()) is None else value(found)
+
+        self.produce_buffer_bytes.set_function(read(lambda b: b.used))
+        self.produce_buffer_limit_bytes.set_function(read(lambda b: b.limit))
+        self.produce_buffer_waiting.set_function(read(lambda b: b.waiting))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

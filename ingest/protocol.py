@@ -9,6 +9,12 @@ memory. Here they are counted as they are parsed:
   (a stalled or trickling client, an idle new connection): 408, connection closed.
 The body has its own limits in the app (``MAX_BODY_BYTES``, ``BODY_TIMEOUT_S``); between
 requests uvicorn's keep-alive timeout closes an idle connection.
+
+A request refused before its body was read is answered with ``Connection: close``. Closing a
+socket while the client is still sending makes the kernel reset the connection, and a reset
+can destroy the answer before the client reads it; so such a close lingers (RFC 9112 9.6):
+the answer is sent, the writing side shut, and what still arrives is dropped unread for at
+most ``LINGER_S`` before the socket is closed.
 """
 
 from __future__ import annotations
@@ -17,13 +23,15 @@ import asyncio
 import http
 import logging
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import httptools
 import orjson
+from prometheus_client import Counter
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("ingest.http")
+LINGER_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +53,38 @@ class _Refused(Exception):
     error, so the refusal itself travels on the protocol."""
 
 
+class _LingeringTransport:
+    """The connection's transport, whose ``close`` lingers while the request is unread."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: LimitedHttpToolsProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        self.lingering: asyncio.TimerHandle | None = None
+        self.write = transport.write  # the hot path: no forwarding per call
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def is_closing(self) -> bool:
+        return self.lingering is not None or self._transport.is_closing()
+
+    def close(self) -> None:
+        transport = self._transport
+        if self.is_closing() or not self._protocol.unread() or not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self.lingering = self._protocol.loop.call_later(LINGER_S, transport.close)
+
+    def abort(self) -> None:
+        if self.lingering is not None:
+            self.lingering.cancel()
+        self._transport.abort()
+
+
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     limits: ClassVar[HeadLimits]
+    refusals: ClassVar[Counter | None] = None  # ingest_head_refusals_total, by status, reason
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -57,12 +95,22 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     # The head deadline runs from the connection or from the first byte of each request.
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)  # type: ignore[arg-type]
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
+        lingering = _LingeringTransport(cast(asyncio.Transport, transport), self)
+        super().connection_made(lingering)  # type: ignore[arg-type]
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        lingering = getattr(self.transport, "lingering", None)
+        if lingering is not None:
+            lingering.cancel()
         super().connection_lost(exc)
+
+    def unread(self) -> bool:
+        """Whether the client may still be sending: a request head or body not all read."""
+        cycle = self.cycle
+        return self._refusal is not None or (cycle is not None and cycle.more_body)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -83,7 +131,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         """uvicorn's, answering a refusal instead of its generic 400."""
-        if self._refusal is not None:
+        if self._refusal is not None or getattr(self.transport, "lingering", None) is not None:
             return  # answered and closing: the rest is not read
         self._unset_keepalive_if_required()
         try:
@@ -132,6 +180,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _answer(self, refusal: Refusal) -> None:
         self._disarm()
         log.info("refused", extra={"status": refusal.status, "reason": refusal.code})
+        if self.refusals is not None:
+            self.refusals.labels(str(refusal.status), refusal.code).inc()
         body = orjson.dumps({"error": refusal.code, "detail": refusal.detail})
         phrase = http.HTTPStatus(refusal.status).phrase
         lines = [f"HTTP/1.1 {refusal.status} {phrase}".encode()]
@@ -145,11 +195,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def limited_protocol(limits: HeadLimits) -> type[LimitedHttpToolsProtocol]:
-    """The protocol class uvicorn instantiates per connection, with these limits."""
+def limited_protocol(
+    limits: HeadLimits, refusals: Counter | None = None
+) -> type[LimitedHttpToolsProtocol]:
+    """The protocol class uvicorn instantiates per connection, with these limits; each
+    refusal is counted in ``refusals`` (labels: status, reason)."""
 
     class Protocol(LimitedHttpToolsProtocol):
         pass
 
     Protocol.limits = limits
+    Protocol.refusals = refusals
     return Protocol

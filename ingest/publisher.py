@@ -79,6 +79,11 @@ class KafkaPublisher:
         self._budget = ByteBudget(settings.produce_buffer_bytes)
         self._started = asyncio.Event()
 
+    @property
+    def budget(self) -> ByteBudget:
+        """The byte budget of records buffered towards Kafka (``PRODUCE_BUFFER_BYTES``)."""
+        return self._budget
+
     def topic(self, stream: str) -> str:
         name = self._topics.get(stream)
         if name is None:

@@ -20,7 +20,11 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import uvicorn
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.sdk.trace import TracerProvider
+from starlette.applications import Starlette
 
+from core import telemetry
 from core.logs import configure
 from core.settings import Settings
 from ingest.app import create_app
@@ -38,6 +42,9 @@ def _available(module: str) -> bool:
 class Server(uvicorn.Server):
     """uvicorn's server, minus re-raising the captured signal after a graceful shutdown
     (which would end the process by the signal instead of exiting 0)."""
+
+    app: Starlette  # the ingest app it serves (its ``state.runtime``), for tests and tools
+    tracer_provider: TracerProvider | None = None
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -57,13 +64,27 @@ def make_server(
     *,
     publisher: Publisher | None = None,
     host: str = "0.0.0.0",  # noqa: S104 - a container serves on every interface
+    tracer_provider: TracerProvider | None = None,
 ) -> Server:
+    """The server; with ``tracer_provider`` given, or spans exported
+    (``OTEL_EXPORTER_OTLP_ENDPOINT``), each request is a span of the ASGI instrumentation
+    (continuing the caller's ``traceparent``), which its records carry. Otherwise the
+    request path makes no span and passes the caller's trace on (docs/benchmarks.md)."""
+    app = create_app(settings, publisher)
+    if tracer_provider is None and telemetry.exporting(settings):
+        tracer_provider = telemetry.tracer_provider(settings, "ingester-ingest")
+    asgi: Any = app
+    if tracer_provider is not None:
+        asgi = OpenTelemetryMiddleware(
+            app, tracer_provider=tracer_provider, exclude_spans=["receive", "send"]
+        )
     config = uvicorn.Config(
-        create_app(settings, publisher),
+        asgi,
         host=host,
         port=settings.port,
         http=limited_protocol(
-            HeadLimits(settings.max_header_bytes, settings.max_headers, settings.header_timeout_s)
+            HeadLimits(settings.max_header_bytes, settings.max_headers, settings.header_timeout_s),
+            app.state.runtime.metrics.head_refusals,
         ),
         loop="none",  # the loop is chosen by run() (uvloop when installed)
         lifespan="on",
@@ -77,13 +98,20 @@ def make_server(
         # ingress never sends a request on a connection this side is just closing.
         timeout_keep_alive=KEEPALIVE_TIMEOUT_S,
     )
-    return Server(config)
+    server = Server(config)
+    server.app = app
+    server.tracer_provider = tracer_provider
+    return server
 
 
 async def serve(settings: Settings, *, sockets: list[socket.socket] | None = None) -> None:
     """Serve until SIGTERM/SIGINT; in-flight requests finish before this returns."""
     server = make_server(settings)
-    await server.serve(sockets=sockets)
+    try:
+        await server.serve(sockets=sockets)
+    finally:
+        if server.tracer_provider is not None:
+            server.tracer_provider.shutdown()  # exports what is left
     if not server.started:
         raise RuntimeError(f"the ingest server could not start on port {settings.port}")
 

@@ -1,5 +1,6 @@
-"""Helpers shared by integration tests: talk to the real broker without a consumer group, and
-retry parked events where nothing may be dead-lettered."""
+"""Helpers shared by the tests: settings with every endpoint configured, talking to the real
+broker without a consumer group, and retrying parked events where nothing may be
+dead-lettered."""
 
 from __future__ import annotations
 
@@ -17,6 +18,17 @@ from consumers.types import Handler
 from contract.records import Record
 from core.kafka import send_all
 from core.settings import Settings
+
+# Every endpoint configured, with short secrets the in-process tests sign with.
+CONFIGURED = Settings(
+    revenuecat_authorization="Bearer rc",
+    revenuecat_webhook_secret="rc-hmac",
+    klaviyo_webhook_secret="kl",
+    klaviyo_flow_token="flow",
+    kit_webhook_secrets=("kit",),
+    kit_legacy_token="legacy",
+    events_api_key="ev",
+)
 
 
 async def read_records(bootstrap: str, topic: str, count: int, timeout: float = 10.0) -> list[Any]:

@@ -16,12 +16,19 @@ from typing import Any
 from contract.items import InvalidField, parse_fields
 from contract.records import Record, cloudevent, rfc3339
 from contract.topics import SOURCE_APP
+from contract.values import ref
 from ingest import fields
 from ingest.endpoint import Endpoint, Head, Incoming
 from ingest.errors import BadCredentials, BadRequest
 from ingest.verify import equal, header_bytes, require_header
 
 MAX_EVENTS = 500
+# The body build_records and fields.parse(nul="reject") accept; the items are contract.items'.
+BODY = {
+    **fields.obj({"events": fields.array(ref("EventItem"), minimum=1, maximum=MAX_EVENTS)}),
+    "propertyNames": ref("Text"),
+    "additionalProperties": ref("JsonValue"),
+}
 
 
 def validate_item(item: Any, index: int) -> dict[str, Any]:
@@ -84,6 +91,8 @@ ENDPOINT = Endpoint(
     security="Authorization: Bearer <EVENTS_API_KEY>",
     configured=lambda s: s.events_api_key,
     accept=accept,
+    body=BODY,
     authorize=authorize,
     success_status=202,
+    scheme="eventsBearer",
 )

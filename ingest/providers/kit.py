@@ -19,7 +19,8 @@ from contract import times
 from contract.records import Record, cloudevent
 from contract.topics import SOURCE_KIT
 from ingest import fields
-from ingest.endpoint import Endpoint, Head, Incoming, configured_signing
+from ingest.endpoint import Endpoint, Head, Incoming, Param, configured_signing
+from ingest.limits import EndpointLimits, MiB
 from ingest.verify import Signing, signed_recently, verify_timestamped
 
 SIGNATURE_HEADER = "X-Kit-Signature"
@@ -59,6 +60,12 @@ def partition_key(data: Any, event_id: str) -> str:
     else the resource the event is about; else the event's own id, which spreads such events
     evenly (docs/topics.md, "Kit record keys")."""
     return subscriber_email(data) or resource_key(data) or event_id
+
+
+# What build_records requires of a delivery; the rest of each event (its data: a subscriber,
+# a tag, a purchase...) is passed on as sent.
+EVENT = fields.obj({"id": fields.ID, "type": fields.TEXT})
+BODY = fields.obj({"events": fields.array(EVENT, minimum=1, maximum=MAX_EVENTS)})
 
 
 def build_records(body: dict[str, Any], received_at: str) -> list[Record]:
@@ -101,5 +108,14 @@ ENDPOINT = Endpoint(
     "configured KIT_WEBHOOK_SECRET)",
     configured=lambda s: configured_signing(s, *s.kit_webhook_secrets),
     accept=accept,
+    body=BODY,
     authorize=authorize,
+    params=(
+        Param(
+            SIGNATURE_HEADER,
+            "t=<unix s>,v1=<hex>[,v1=<hex>...]: each v1 an HMAC-SHA256 of '{t}.{raw body}' "
+            "with a KIT_WEBHOOK_SECRET, t within SIGNATURE_TOLERANCE_S",
+        ),
+    ),
+    limits=EndpointLimits(share=0.25, max_body_bytes=MiB, body_timeout_s=10.0),
 )

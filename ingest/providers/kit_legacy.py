@@ -20,13 +20,16 @@ from typing import Any
 from contract.records import Record, cloudevent
 from contract.topics import SOURCE_KIT
 from ingest import fields
-from ingest.endpoint import Endpoint, Incoming, path_token
+from ingest.endpoint import Endpoint, Incoming, Param, path_token
 from ingest.errors import BadRequest
+from ingest.limits import EndpointLimits, MiB
 from ingest.providers.kit import partition_key
 from ingest.verify import check_path_token
 
 # e.g. subscriber.subscriber_activate, subscriber.tag_add, purchase.purchase_create
-_EVENT_NAME = re.compile(r"[a-z0-9_]{1,64}(\.[a-z0-9_]{1,64}){0,3}")
+EVENT_NAME_PATTERN = r"^[a-z0-9_]{1,64}(?:\.[a-z0-9_]{1,64}){0,3}$"
+_EVENT_NAME = re.compile(EVENT_NAME_PATTERN[1:-1])
+BODY = fields.obj({})  # any JSON object: the hook's resource, or the resource under its name
 
 
 def event_data(event_name: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -92,5 +95,16 @@ ENDPOINT = Endpoint(
     security="{token} path segment equal to KIT_LEGACY_TOKEN",
     configured=lambda s: s.kit_legacy_token,
     accept=accept,
+    body=BODY,
     authorize=path_token,
+    params=(
+        Param("token", "equal to KIT_LEGACY_TOKEN", location="path"),
+        Param(
+            "event_name",
+            "the legacy hook's event, e.g. subscriber.subscriber_activate",
+            location="path",
+            pattern=EVENT_NAME_PATTERN,
+        ),
+    ),
+    limits=EndpointLimits(max_body_bytes=MiB, body_timeout_s=10.0),
 )

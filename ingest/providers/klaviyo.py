@@ -16,8 +16,9 @@ from contract import times
 from contract.records import Record, cloudevent
 from contract.topics import SOURCE_KLAVIYO
 from ingest import fields
-from ingest.endpoint import Endpoint, Head, Incoming, configured_signing
+from ingest.endpoint import Endpoint, Head, Incoming, Param, configured_signing
 from ingest.errors import BadRequest, WebhookIdMismatch
+from ingest.limits import EndpointLimits
 from ingest.verify import (
     Signing,
     check_hex_signature,
@@ -35,8 +36,30 @@ SIGNATURE_HEADER = "Klaviyo-Signature"
 MAX_EVENTS = 1000
 # Marketing-consent topics change a profile's notification settings, so the consumers need
 # the profile; one without it could never apply (see consumers/handlers/klaviyo_events.py).
-_CONSENT_TOPIC = re.compile(r"event:klaviyo\.(?:un)?subscribed_to_[a-z]+_marketing")
+CONSENT_PATTERN = r"^event:klaviyo\.(?:un)?subscribed_to_[a-z]+_marketing$"
+_CONSENT_TOPIC = re.compile(CONSENT_PATTERN[1:-1])
 _PROFILE_PATH = "payload.data.relationships.profile.data.id"
+# A webhook id that can equal a header value: printable ASCII, no blanks at either end.
+WEBHOOK_ID_PATTERN = "^[!-~](?:[ -~]*[!-~])?$"
+
+# What build_records (and check_webhook_id) require; the rest is published as sent.
+EVENT = fields.obj(
+    {"external_id": fields.TEXT, "topic": fields.TEXT},
+    **{
+        "if": {"properties": {"topic": {"type": "string", "pattern": CONSENT_PATTERN}}},
+        "then": fields.nested(_PROFILE_PATH, fields.NON_BLANK),
+    },
+)
+META = fields.obj(
+    {
+        "klaviyo_webhook_id": {
+            "type": "string",
+            "pattern": WEBHOOK_ID_PATTERN,
+            "description": "equal to the Klaviyo-Webhook-Id header",
+        }
+    }
+)
+BODY = fields.obj({"data": fields.array(EVENT, minimum=0, maximum=MAX_EVENTS), "meta": META})
 
 
 def signature(secret: str, raw: bytes, timestamp: str) -> str:
@@ -138,5 +161,19 @@ ENDPOINT = Endpoint(
     "Klaviyo-Webhook-Id equal to meta.klaviyo_webhook_id",
     configured=lambda s: configured_signing(s, s.klaviyo_webhook_secret),
     accept=accept,
+    body=BODY,
     authorize=authorize,
+    params=(
+        Param(WEBHOOK_ID_HEADER, "equal to meta.klaviyo_webhook_id of the body"),
+        Param(
+            TIMESTAMP_HEADER,
+            "an HTTP date (Thu, 04 Jan 2024 18:05:25 GMT) within SIGNATURE_TOLERANCE_S",
+        ),
+        Param(
+            SIGNATURE_HEADER,
+            "lower-case hex HMAC-SHA256 (KLAVIYO_WEBHOOK_SECRET) of the raw body followed by "
+            "the Klaviyo-Timestamp value as sent",
+        ),
+    ),
+    limits=EndpointLimits(share=0.25),
 )

@@ -13,10 +13,16 @@ from contract import times
 from contract.records import Record, cloudevent
 from contract.topics import SOURCE_KLAVIYO
 from ingest import fields
-from ingest.endpoint import Endpoint, Incoming, path_token
+from ingest.endpoint import Endpoint, Incoming, Param, path_token
+from ingest.limits import EndpointLimits, MiB
 from ingest.verify import check_path_token
 
 EVENT_TYPE = "klaviyo.flow.profile"
+# What build_records requires; the rest of the template (docs/topics.md) is published as sent.
+BODY = fields.obj(
+    {"event_id": fields.ID, "profile": fields.obj({"id": fields.TEXT})},
+    description="The flow-webhook template of docs/topics.md; occurred_at is read leniently.",
+)
 
 
 def build_records(
@@ -54,5 +60,8 @@ ENDPOINT = Endpoint(
     security="{token} path segment equal to KLAVIYO_FLOW_TOKEN",
     configured=lambda s: s.klaviyo_flow_token,
     accept=accept,
+    body=BODY,
     authorize=path_token,
+    params=(Param("token", "equal to KLAVIYO_FLOW_TOKEN", location="path"),),
+    limits=EndpointLimits(max_body_bytes=MiB, body_timeout_s=10.0),
 )

@@ -16,8 +16,9 @@ from contract.records import Record, cloudevent
 from contract.topics import SOURCE_REVENUECAT
 from core.settings import Settings
 from ingest import fields
-from ingest.endpoint import Endpoint, Head, Incoming, configured_signing
+from ingest.endpoint import Endpoint, Head, Incoming, Param, configured_signing
 from ingest.errors import BadCredentials, BadRequest
+from ingest.limits import EndpointLimits, MiB
 from ingest.verify import (
     Signing,
     equal,
@@ -70,6 +71,28 @@ def partition_key(event: dict[str, Any]) -> str:
     raise BadRequest("event.app_user_id: is required (or event.transferred_from for TRANSFER)")
 
 
+# What build_records requires; the other fields of RevenueCat's event are passed on as sent.
+EVENT = fields.obj(
+    {"id": fields.TEXT, "type": fields.TEXT},
+    anyOf=[
+        fields.obj({"original_app_user_id": fields.NON_BLANK}),
+        fields.obj({"app_user_id": fields.NON_BLANK}),
+        fields.obj(
+            {
+                "transferred_from": {
+                    "type": "array",
+                    "minItems": 1,
+                    "prefixItems": [fields.NON_BLANK],
+                }
+            }
+        ),
+    ],
+    description="One RevenueCat event; its partition key is original_app_user_id, else "
+    "app_user_id, else (TRANSFER) transferred_from[0]. Other fields are published as sent.",
+)
+BODY = fields.obj({"event": EVENT})
+
+
 def build_records(body: dict[str, Any], received_at: str) -> list[Record]:
     event = fields.require_object(body.get("event"), "event")
     event_id = fields.require_text(event.get("id"), "event.id")
@@ -115,5 +138,16 @@ ENDPOINT = Endpoint(
     "X-RevenueCat-Webhook-Signature t=..,v1=.. (HMAC-SHA256 of '{t}.{body}')",
     configured=configured,
     accept=accept,
+    body=BODY,
     authorize=authorize,
+    params=(
+        Param(
+            SIGNATURE_HEADER,
+            "t=<unix s>,v1=<hex HMAC-SHA256 of '{t}.{raw body}'>, t within "
+            "SIGNATURE_TOLERANCE_S; required when REVENUECAT_WEBHOOK_SECRET is set",
+            required=False,
+        ),
+    ),
+    scheme="revenuecatAuthorization",
+    limits=EndpointLimits(max_body_bytes=MiB, body_timeout_s=10.0),
 )

@@ -15,11 +15,12 @@ from typing import Any
 import httpx
 import orjson
 import uvicorn
+from opentelemetry.sdk.trace import TracerProvider
 
 from core.settings import Settings
 from ingest.providers import klaviyo
 from ingest.publisher import KafkaPublisher, Publisher
-from ingest.serve import make_server
+from ingest.serve import Server, make_server
 from ingest.verify import sign_timestamped
 
 USER = "0b5e7a52-6d1f-4c8e-9a43-2f1d7c3e9b10"
@@ -66,10 +67,26 @@ async def running(server: uvicorn.Server, sock: socket.socket) -> AsyncIterator[
 @asynccontextmanager
 async def serving(settings: Settings, publisher: Publisher | None = None) -> AsyncIterator[str]:
     """The app on a free loopback port under uvicorn; yields its base URL."""
+    async with serving_server(settings, publisher) as (url, _):
+        yield url
+
+
+@asynccontextmanager
+async def serving_server(
+    settings: Settings,
+    publisher: Publisher | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> AsyncIterator[tuple[str, Server]]:
+    """:func:`serving`, yielding the uvicorn server too (its ``config.app`` is the app)."""
     sock, port = loopback()
-    server = make_server(settings.with_overrides(port=port), publisher=publisher, host="127.0.0.1")
+    server = make_server(
+        settings.with_overrides(port=port),
+        publisher=publisher,
+        host="127.0.0.1",
+        tracer_provider=tracer_provider,
+    )
     async with running(server, sock) as base:
-        yield base
+        yield base, server
 
 
 @dataclass(frozen=True, slots=True)

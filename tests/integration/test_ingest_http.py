@@ -11,6 +11,7 @@ import httpx
 import orjson
 import pytest
 
+from contract import tracecontext
 from contract.topics import topic_name
 from core.settings import Settings
 from tests.conftest import SessionStack, make_settings
@@ -48,6 +49,9 @@ def assert_cloudevent(
     headers = h.headers_of(record)
     received = datetime.fromisoformat(headers.pop("ingest_received_at")).timestamp()
     assert since - 1 <= received <= datetime.now().timestamp() + 1
+    # A request without a traceparent starts a trace; its records carry it (docs/contract.md §5).
+    assert tracecontext.parse(headers.pop("traceparent")) is not None
+    assert headers.pop("ce_traceparent")
     assert headers == {
         "ce_specversion": "1.0",
         "ce_id": id,

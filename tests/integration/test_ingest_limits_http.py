@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import httpx
 import orjson
 import pytest
 
@@ -132,6 +134,24 @@ async def test_slow_head_is_408_and_closes(server: Server, parts: tuple[bytes, .
     assert answer.status == 408
     assert orjson.loads(answer.body)["error"] == "request_timeout"
     assert answer.closed
+
+
+async def _refusals(server: Server) -> dict[str, float]:
+    """ingest_head_refusals_total by its reason label, from the server's /metrics."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"http://{server.host}:{server.port}/metrics")).text
+    found = re.findall(r"^ingest_head_refusals_total\{(.*)\} (\S+)$", text, re.MULTILINE)
+    return {re.search(r'reason="(\w+)"', labels)[1]: float(value) for labels, value in found}  # type: ignore[index]
+
+
+async def test_head_refusals_are_counted(server: Server) -> None:
+    before = await _refusals(server)
+    assert (await exchange(server, head("/healthz", "x-big: " + "a" * 5000))).status == 431
+    assert (await exchange(server)).status == 408
+    after = await _refusals(server)
+
+    for reason in ("headers_too_large", "request_timeout"):
+        assert after[reason] >= before.get(reason, 0) + 1, reason
 
 
 async def test_slow_body_is_408_and_closes(server: Server) -> None:

@@ -6,7 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from contract import tracecontext
 from contract.headers import (
+    CE_TRACEPARENT,
+    TRACEPARENT,
     Attributes,
     Headers,
     InvalidHeaders,
@@ -112,3 +115,53 @@ def test_optional_attributes(
 )
 def test_parse_time(text: str, expected: datetime) -> None:
     assert parse_time(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            (0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, 1),
+            id="version 00",
+        ),
+        pytest.param(
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-more",
+            (0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, 0),
+            id="a later version, read by its first fields",
+        ),
+        pytest.param("00-" + "0" * 32 + "-00f067aa0ba902b7-01", None, id="zero trace id"),
+        pytest.param(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-" + "0" * 16 + "-01", None, id="zero span"
+        ),
+        pytest.param("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", None, id="ff"),
+        pytest.param("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", None, id="upper"),
+        pytest.param("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x", None, id="00+"),
+        pytest.param("", None, id="empty"),
+        pytest.param(None, None, id="absent"),
+    ],
+)
+def test_traceparent_is_read_as_w3c_trace_context(
+    value: str | None, expected: tuple[int, int, int] | None
+) -> None:
+    parsed = tracecontext.parse(value)
+    got = None if parsed is None else (parsed.trace_id, parsed.span_id, parsed.flags)
+    assert got == expected
+
+
+def test_a_started_trace_is_valid_and_written_as_version_00() -> None:
+    started = tracecontext.start()
+    assert tracecontext.parse(str(started)) == started
+    assert str(started).startswith("00-") and str(started).endswith("-01")
+
+
+def test_the_trace_travels_in_both_headers_and_is_read_back() -> None:
+    value = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    headers = encode_headers(
+        event_id="e", source="kit", event_type="kit.x", time="2026-01-01T00:00:00.000Z",
+        partition_key="k", received_at=None, traceparent=value,
+    )  # fmt: skip
+    assert dict(headers)[CE_TRACEPARENT] == dict(headers)[TRACEPARENT] == value.encode()
+    assert decode_headers(headers, b"k").traceparent == value
+    only_extension = [(n, v) for n, v in headers if n != TRACEPARENT]
+    assert decode_headers(only_extension, b"k").traceparent == value

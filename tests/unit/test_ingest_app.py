@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
+
 import httpx
 import pytest
+from openapi_spec_validator import validate
 
 from core.settings import Settings
+from ingest import openapi
 from ingest.app import create_app
-from ingest.handler import header_dict, request_id
+from ingest.exchange import header_dict, request_id
+from ingest.publisher import KafkaPublisher
 from ingest.registry import ENDPOINTS
 
 SETTINGS = Settings(events_api_key="k", kit_legacy_token="legacy")
@@ -18,6 +25,10 @@ METRIC_NAMES = (
     "ingest_records_produced_total",
     "ingest_request_duration_seconds",
     "ingest_producer_ready",
+    "ingest_produce_buffer_bytes",
+    "ingest_produce_buffer_limit_bytes",
+    "ingest_produce_buffer_waiting_requests",
+    "ingest_head_refusals_total",
 )
 
 
@@ -43,13 +54,65 @@ async def test_metrics_expose_every_ingest_metric() -> None:
     assert 'ingest_requests_total{endpoint="events",status="401"} 1.0' in text
 
 
+async def test_the_producer_byte_budget_is_read_when_scraped() -> None:
+    publisher = KafkaPublisher(SETTINGS.with_overrides(produce_buffer_bytes=1000))
+    app = create_app(SETTINGS, publisher)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://ingest"
+    ) as client:
+        assert publisher.budget.try_acquire(600)
+        waiting = asyncio.create_task(publisher.budget.acquire(600))
+        await asyncio.sleep(0)
+        text = (await client.get("/metrics")).text
+        publisher.budget.release(600)
+        await waiting
+    assert "ingest_produce_buffer_bytes 600.0" in text
+    assert "ingest_produce_buffer_limit_bytes 1000.0" in text
+    assert "ingest_produce_buffer_waiting_requests 1.0" in text
+
+
 async def test_openapi_lists_every_endpoint() -> None:
     async with client_for() as client:
         spec = (await client.get("/openapi.json")).json()
-    assert spec["openapi"].startswith("3.")
+    assert spec["openapi"] == "3.1.0"
     for endpoint in ENDPOINTS:
         operation = spec["paths"][endpoint.path]["post"]
         assert str(endpoint.success_status) in operation["responses"]
+        assert operation["requestBody"]["content"]["application/json"]["schema"] == endpoint.body
+
+
+async def test_openapi_is_a_valid_openapi_3_1_document() -> None:
+    async with client_for() as client:
+        spec = (await client.get("/openapi.json")).json()
+    validate(spec)  # raises naming the first error
+    text = json.dumps(spec)
+    for name in re.findall(r'"#/components/schemas/(\w+)"', text):
+        assert name in spec["components"]["schemas"], name
+
+
+def test_openapi_says_how_each_endpoint_authenticates() -> None:
+    spec = openapi.document(ENDPOINTS, "test")
+    operations = {e.name: spec["paths"][e.path]["post"] for e in ENDPOINTS}
+    schemes = spec["components"]["securitySchemes"]
+
+    assert operations["events"]["security"] == [{"eventsBearer": []}]
+    assert schemes["eventsBearer"] == {
+        **schemes["eventsBearer"],
+        "type": "http",
+        "scheme": "bearer",
+    }
+    assert operations["revenuecat"]["security"] == [{"revenuecatAuthorization": []}]
+    assert schemes["revenuecatAuthorization"]["name"] == "Authorization"
+    required = {
+        name: {p["name"] for p in op["parameters"] if p["required"]}
+        for name, op in operations.items()
+    }
+    assert required["kit"] == {"X-Kit-Signature"}
+    assert required["klaviyo"] == {"Klaviyo-Webhook-Id", "Klaviyo-Timestamp", "Klaviyo-Signature"}
+    assert required["klaviyo_flow"] == {"token"}
+    assert required["kit_legacy"] == {"token", "event_name"}
+    unavailable = operations["events"]["responses"]["503"]
+    assert {"Retry-After", "X-Request-Id"} <= set(unavailable["headers"])
 
 
 async def test_accepted_request_without_a_producer_is_503_with_retry_after() -> None:

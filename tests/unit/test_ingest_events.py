@@ -71,7 +71,7 @@ VALID_OPTIONALS = [
     pytest.param({"bounce": False, "user_was_eligible": True}, id="booleans"),
     pytest.param({"utm_source": None, "metadata": None}, id="nulls are absent"),
     pytest.param({"occurred_at": "2026-01-01T10:00:00.123456789Z"}, id="nanoseconds"),
-    pytest.param({"occurred_at": "2026-01-01 10:00:00z"}, id="space and lower z"),
+    pytest.param({"occurred_at": "2026-01-01t10:00:00z"}, id="lower t and z"),
 ]
 
 
@@ -99,6 +99,16 @@ INVALID = [
         {"occurred_at": "2026-02-30T10:00:00Z"},
         "events[0].occurred_at: must be an RFC 3339 date-time with an offset",
         id="impossible date",
+    ),
+    pytest.param(
+        {"occurred_at": "2026-01-01 10:00:00Z"},
+        "events[0].occurred_at: must be an RFC 3339 date-time with an offset",
+        id="space for T",
+    ),
+    pytest.param(
+        {"occurred_at": "0001-01-01T10:00:00Z"},
+        "events[0].occurred_at: must be an RFC 3339 date-time with an offset",
+        id="year 1",
     ),
     pytest.param(
         {"occurred_at": 1767225600},

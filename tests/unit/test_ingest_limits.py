@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,20 +21,13 @@ import pytest
 from core.settings import ConfigError, Settings, from_mapping
 from ingest.app import create_app
 from ingest.errors import Overloaded
-from ingest.limits import Admission
+from ingest.limits import Admission, EndpointLimits, effective
+from ingest.registry import ENDPOINTS
 from ingest.verify import sign_timestamped
+from tests.support import CONFIGURED
 
 MiB = 1024 * 1024
-SETTINGS = Settings(
-    revenuecat_authorization="Bearer rc",
-    revenuecat_webhook_secret="rc-hmac",
-    klaviyo_webhook_secret="kl",
-    klaviyo_flow_token="flow",
-    kit_webhook_secrets=("kit",),
-    kit_legacy_token="legacy",
-    events_api_key="ev",
-    max_body_bytes=5 * MiB,
-)
+SETTINGS = CONFIGURED.with_overrides(max_body_bytes=5 * MiB)
 NOW = time.time()
 STALE = int(NOW) - 3600
 # Signed when the test runs, not at import: a long suite would make them stale.
@@ -395,3 +389,85 @@ def test_limit_defaults_suit_a_512_mib_pod() -> None:
     assert settings.max_concurrent_requests == 256
     assert (settings.max_header_bytes, settings.max_headers) == (16 * 1024, 100)
     assert (settings.header_timeout_s, settings.body_timeout_s) == (10, 30)
+
+
+def test_an_endpoint_admission_needs_room_in_the_process_as_well() -> None:
+    process = Admission(max_requests=3, max_bytes=100)
+    kit = Admission(max_requests=1, max_bytes=60, within=process)
+    other = Admission(max_requests=3, max_bytes=100, within=process)
+    with kit.enter(50):
+        with pytest.raises(Overloaded, match="over 1 requests"):
+            kit.enter()
+        with pytest.raises(Overloaded, match="budget of 100"):
+            other.enter(60)
+        with other.enter(50) as ticket:
+            assert (process.requests, process.bytes) == (2, 100)
+            with pytest.raises(Overloaded):
+                ticket.cover(51)
+    assert (process.requests, process.bytes, kit.bytes, other.bytes) == (0, 0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("limits", "expected"),
+    [
+        pytest.param(EndpointLimits(), (256, 64 * MiB, 5 * MiB, 30.0), id="process-wide"),
+        pytest.param(
+            EndpointLimits(share=0.25, max_body_bytes=MiB, body_timeout_s=10),
+            (64, 16 * MiB, MiB, 10.0),
+            id="a share, a smaller cap and timeout",
+        ),
+        pytest.param(
+            EndpointLimits(max_body_bytes=50 * MiB, body_timeout_s=99),
+            (256, 64 * MiB, 5 * MiB, 30.0),
+            id="never above the settings",
+        ),
+    ],
+)
+def test_effective_limits(limits: EndpointLimits, expected: tuple[int, int, int, float]) -> None:
+    got = effective(
+        limits, max_requests=256, max_bytes=64 * MiB, max_body_bytes=5 * MiB, body_timeout_s=30
+    )
+    assert (got.max_requests, got.max_bytes, got.max_body_bytes, got.body_timeout_s) == expected
+
+
+def test_a_share_never_holds_less_than_one_body_at_its_cap() -> None:
+    got = effective(
+        EndpointLimits(share=0.01), max_requests=10, max_bytes=6 * MiB, max_body_bytes=5 * MiB,
+        body_timeout_s=30,
+    )  # fmt: skip
+    assert (got.max_requests, got.max_bytes) == (1, 5 * MiB)
+
+
+async def test_a_body_over_the_endpoint_cap_is_413_before_it_is_read() -> None:
+    upload = Upload(chunks=17)  # 1 MiB + 64 KiB, under MAX_BODY_BYTES, over Kit's cap
+    signature = sign_timestamped(("kit",), int(time.time()), b"")
+    async with client_for(SETTINGS) as client:
+        response = await post(client, "/webhooks/kit", {"x-kit-signature": signature}, upload)
+    assert response.status_code == 413
+    assert upload.pulled == 0
+
+
+def _shown(value: float | int | None, setting: str, unit: str) -> str:
+    if value is None:
+        return f"`{setting}`"
+    if unit == "bytes":
+        return f"{int(value) // MiB} MiB"
+    return f"{value:g} s"
+
+
+def test_readme_table_of_endpoint_limits_matches_the_declarations() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("<!-- endpoint-limits -->\n")[1].split("<!-- /endpoint-limits -->")[0]
+    expected = [
+        "| endpoint | share of requests and bytes | body cap | body timeout |",
+        "|---|---|---|---|",
+    ]
+    for endpoint in ENDPOINTS:
+        limits = endpoint.limits
+        share = "all" if limits.share == 1 else f"1/{round(1 / limits.share)}"
+        expected.append(
+            f"| `{endpoint.path}` | {share} "
+            f"| {_shown(limits.max_body_bytes, 'MAX_BODY_BYTES', 'bytes')} "
+            f"| {_shown(limits.body_timeout_s, 'BODY_TIMEOUT_S', 's')} |"
+        )
+    assert table.strip().splitlines() == expected

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 
+import orjson
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 
-from core.logs import Repeats, configure
+from core.logs import JsonFormatter, Repeats, configure
 
 
 def record(name: str, msg: str, created: float, level: int = logging.ERROR) -> logging.LogRecord:
@@ -64,3 +66,15 @@ def test_aiokafka_warnings_are_not_hidden() -> None:
         logging.getLogger().handlers[:], level = before
         logging.getLogger().setLevel(level)
         logging.getLogger("aiokafka").setLevel(logging.NOTSET)
+
+
+def test_a_line_inside_a_span_carries_its_trace_id() -> None:
+    tracer = TracerProvider().get_tracer("test")
+    record = logging.LogRecord("consumers.batch", logging.INFO, "", 0, "batch", (), None)
+    with tracer.start_as_current_span("batch") as span:
+        inside = orjson.loads(JsonFormatter().format(record))
+    outside = orjson.loads(JsonFormatter().format(record))
+
+    assert inside["trace_id"] == f"{span.get_span_context().trace_id:032x}"
+    assert inside["span_id"] == f"{span.get_span_context().span_id:016x}"
+    assert "trace_id" not in outside

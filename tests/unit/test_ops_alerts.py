@@ -86,6 +86,7 @@ def test_every_alert_is_complete() -> None:
         pytest.param("database outage", "consumer_paused", id="paused"),
         pytest.param("RevenueCat down", "rc_sync_customers_behind", id="rc-sync waiting"),
         pytest.param("RevenueCat key", 'rc_sync_calls_total{outcome="unauthorized"}', id="key"),
+        pytest.param("poison flood hold", "consumer_poison_flood", id="flood"),
     ],
 )
 def test_incident_has_an_alert(incident: str, needle: str) -> None:

@@ -45,6 +45,11 @@ PINNED = {
     "rc_sync_lag": "gauge",
     "rc_sync_sweep_rows_total": "counter",
     "rc_sync_sweep_completed_timestamp_seconds": "gauge",
+    "consumer_poison_flood": "gauge",
+    "ingest_produce_buffer_bytes": "gauge",
+    "ingest_produce_buffer_limit_bytes": "gauge",
+    "ingest_produce_buffer_waiting_requests": "gauge",
+    "ingest_head_refusals_total": "counter",
 }
 SERIES_SUFFIXES = {"counter": ("",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
 

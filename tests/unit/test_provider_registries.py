@@ -5,7 +5,7 @@ an ingest endpoint, by a consumer handler, by a ``send-sample`` sample, by the d
 in the Kubernetes topics and in docs/contract.md. These tests fail when one of them is
 added without the others. The built Kubernetes manifests (KEDA triggers, the production
 partitions patch) are checked in tests/integration/test_k8s_manifests.py, docs/topics.md
-and docs/asyncapi.yaml in tests/unit/test_ingest_docs.py.
+in tests/unit/test_ingest_docs.py, docs/asyncapi.yaml in tests/unit/test_asyncapi.py.
 """
 
 from __future__ import annotations
