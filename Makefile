@@ -20,9 +20,11 @@ venv: $(STAMP)
 dev: $(STAMP)
 	$(BIN)/ingester dev$(if $(RC_SYNC), --rc-sync)
 
-## The whole test suite against real servers (embedded unless DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS).
+## The whole test suite against real servers (embedded unless DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS),
+## in three workers, each with its own servers; a test file stays in one worker. Most tests wait on
+## the servers rather than compute, so three workers fit two cores.
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 3 --dist loadfile
 
 ## Whole-system faults (crashes, outages, poison, restarts, replay, lag) against an oracle; about
 ## 5 min on 2 cores (docs/reliability.md).
