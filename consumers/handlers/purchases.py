@@ -3,8 +3,8 @@ refund reversals, and the conversion a purchase makes (docs/experiments.md, "Rev
 purchases"). Pure: the SQL is in :mod:`consumers.handlers.ledger` and
 :mod:`consumers.handlers.refunds`.
 
-A purchase (INITIAL_PURCHASE, RENEWAL, NON_RENEWING_PURCHASE, PRODUCT_CHANGE with a positive
-``price`` in the PRODUCTION store environment) becomes a ``purchase`` conversion worth
+A purchase (INITIAL_PURCHASE, RENEWAL or NON_RENEWING_PURCHASE with a positive ``price`` in
+the PRODUCTION store environment) becomes a ``purchase`` conversion worth
 ``price`` in every participation of its buyer exposed at or before it, in an experiment that
 counts at the purchase's time (:meth:`Experiment.refusal`). The conversion id is
 ``uuid5(revenuecat event id, experiment id)``, so the same purchase converts once per
@@ -31,9 +31,10 @@ from consumers.handlers.experiment_items import DEFAULT_WINDOW_DAYS, money
 from consumers.handlers.experiment_plan import Conversion, Experiment, Key, Plan
 from consumers.types import APPLIED, Event
 
-PURCHASE_TYPES = frozenset(
-    {"INITIAL_PURCHASE", "RENEWAL", "NON_RENEWING_PURCHASE", "PRODUCT_CHANGE"}
-)
+# Not PRODUCT_CHANGE: RevenueCat sends it when a plan change is made, before any payment, and
+# the money of the new product comes in the INITIAL_PURCHASE (Play Store) or RENEWAL (App
+# Store) that follows; counting its ``price`` too would count one payment twice.
+PURCHASE_TYPES = frozenset({"INITIAL_PURCHASE", "RENEWAL", "NON_RENEWING_PURCHASE"})
 PURCHASE, REFUND, REFUND_REVERSED = "purchase", "refund", "refund_reversed"
 PURCHASE_CONVERSION_TYPE = "purchase"
 ATTRIBUTION_SOURCE = "revenuecat"

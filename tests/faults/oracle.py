@@ -241,9 +241,8 @@ def _experiments(workload: Workload, out: Expected) -> None:
         )
 
 
-PURCHASE_TYPES = frozenset(
-    {"INITIAL_PURCHASE", "RENEWAL", "NON_RENEWING_PURCHASE", "PRODUCT_CHANGE"}
-)
+# PRODUCT_CHANGE carries a price but no payment (the RENEWAL or INITIAL_PURCHASE after it does).
+PURCHASE_TYPES = frozenset({"INITIAL_PURCHASE", "RENEWAL", "NON_RENEWING_PURCHASE"})
 
 
 def _counts_as_money(event: Event) -> bool:

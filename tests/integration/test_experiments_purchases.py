@@ -187,3 +187,22 @@ async def test_purchase_of_a_person_without_profile_changes_nothing(
     await pool.execute("UPDATE users SET email = 'nobody@example.com'")
     assert await apply_revenuecat(pool, [purchase(at(2))]) == [APPLIED]
     assert await pool.fetchval("SELECT count(*) FROM conversions") == 0
+
+
+async def test_plan_change_counts_the_payment_after_it_once(
+    pool: asyncpg.Pool, buyer: uuid.UUID
+) -> None:
+    """RevenueCat sends PRODUCT_CHANGE (with the new product's price) when the plan changes,
+    then the RENEWAL that takes the money: one payment, one conversion."""
+    checkout = await create_experiment(pool, "checkout")
+    await apply(pool, events(item("impression", buyer, at(0), experiment="checkout")))
+    change = purchase(at(2), type="PRODUCT_CHANGE", price=19.99, product_id="pro_yearly")
+    renewal = purchase(at(3), type="RENEWAL", price=19.99, product_id="pro_yearly")
+    assert await apply_revenuecat(pool, [change, renewal]) == [APPLIED, APPLIED]
+
+    rows = await conversions(pool)
+    assert [(r["id"], r["conversion_value"]) for r in rows] == [
+        (conversion_id(renewal.id, checkout.experiment), Decimal("19.99"))
+    ]
+    ledger = await pool.fetch("SELECT event_id FROM ingest_revenuecat_ledger")
+    assert [r["event_id"] for r in ledger] == [renewal.id]
