@@ -19,6 +19,7 @@ from aiokafka import TopicPartition
 
 from consumers.decode import RawRecord
 from consumers.types import Position
+from contract.keys import email_key
 from core.kafka import make_consumer
 from core.settings import Settings
 
@@ -111,15 +112,19 @@ async def by_id(
     return _events(await conn.fetch(BY_ID, list(sources), event_id, limit))
 
 
+# Emails match by the database's key (ingest_email_key, through its indexes), as the handlers
+# match them; the keys records carry are made from the emails found (contract.keys).
 USERS = """
-SELECT id, uid, lower(email) AS email FROM users
-WHERE uid = $1 OR lower(email) = ANY($2::text[]) OR id = $3
+SELECT id, uid, email FROM users
+WHERE uid = $1 OR id = $3
+   OR ingest_email_key(email) IN (SELECT ingest_email_key(e) FROM unnest($2::text[]) AS e)
    OR id IN (SELECT user_id FROM user_revenue_cat_ids WHERE revenue_cat_id = $1)
    OR id IN (SELECT user_id FROM user_klaviyo_profiles WHERE klaviyo_id = $1)
 """
 PROFILES = """
-SELECT id::text AS id, lower(email) AS email FROM user_profiles
-WHERE lower(email) = ANY($1::text[]) OR id = $2
+SELECT id::text AS id, email FROM user_profiles
+WHERE id = $2
+   OR ingest_email_key(email) IN (SELECT ingest_email_key(e) FROM unnest($1::text[]) AS e)
 """
 USER_KEYS = """
 SELECT revenue_cat_id AS key FROM user_revenue_cat_ids WHERE user_id = ANY($1::int[])
@@ -131,17 +136,17 @@ async def user_keys(conn: asyncpg.Connection, term: str) -> list[str]:
     """Every partition key of the person ``term`` names (a RevenueCat id, an email, a
     ``users`` uid or id, a Klaviyo profile id, a ``user_profiles`` id), the term included:
     the RevenueCat ids and Klaviyo profile ids of the user, the emails and profile ids of
-    the same person (same lower-cased email)."""
+    the same person (same email key)."""
     term = term.strip()
     as_uuid = _uuid(term)
     as_int = int(term) if term.isdigit() and len(term) < 10 else None
-    profiles = await conn.fetch(PROFILES, [term.lower()], as_uuid)
-    emails = {term.lower(), *(p["email"] for p in profiles)}
+    profiles = await conn.fetch(PROFILES, [term], as_uuid)
+    emails = {term, *(p["email"] for p in profiles)}
     users = await conn.fetch(USERS, term, list(emails), as_int)
     emails |= {u["email"] for u in users}
     profiles = await conn.fetch(PROFILES, list(emails), as_uuid)
     linked = await conn.fetch(USER_KEYS, [u["id"] for u in users])
-    keys = {term, term.lower(), *emails, *(u["uid"] for u in users)}
+    keys = {term, *(email_key(e) for e in emails), *(u["uid"] for u in users)}
     keys |= {p["id"] for p in profiles} | {r["key"] for r in linked}
     return sorted(keys)
 

@@ -85,7 +85,7 @@ MESSAGES: Mapping[str, tuple[str, str, str, str]] = {
         " key = profile.id.", "KlaviyoFlowProfile",
     ),
     "kitEvent": (
-        "kit", "kit.", "One Kit event; ce_id = id; key = the subscriber's lower-cased email, else"
+        "kit", "kit.", "One Kit event; ce_id = id; key = the subscriber's case-folded email, else"
         " <resource>:<id> (tag:12), else the event id.", "KitEvent",
     ),
     "kitLegacyEvent": (

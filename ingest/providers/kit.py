@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from contract import times
+from contract.keys import email_key
 from contract.records import Record, cloudevent
 from contract.topics import SOURCE_KIT
 from ingest import fields
@@ -32,12 +33,12 @@ def verify(headers: Mapping[str, str], raw: bytes, signing: Signing, *, now: flo
 
 
 def subscriber_email(data: Any) -> str | None:
-    """The lower-cased ``subscriber.email_address`` of an event's ``data``, when it has one
-    a key can hold."""
+    """The key of ``subscriber.email_address`` of an event's ``data`` (trimmed, case-folded:
+    :func:`contract.keys.email_key`), when it has one a key can hold."""
     email = fields.text_or_none(fields.dig(data, "subscriber", "email_address"))
     if email is None or len(email) > fields.MAX_TEXT:
         return None
-    return email.strip().lower()
+    return email_key(email)
 
 
 def resource_key(data: Any) -> str | None:
