@@ -179,7 +179,10 @@ def require_id(value: Any, path: str) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, float) and value.is_integer():
-        if not MIN_INTEGER <= value <= MAX_INTEGER:
+        # orjson reads every integer within 64 bits as an int; one beyond them becomes the
+        # nearest float, and those just below -2**63 round to -2**63 itself: a float equal
+        # to the lower bound came from beyond it (or from "-9223372036854775808.0").
+        if not MIN_INTEGER < value <= MAX_INTEGER:
             raise BadRequest(f"{path}: must be an integer within 64 bits or a string")
         return str(int(value))
     return require_text(value, path)

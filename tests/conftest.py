@@ -22,6 +22,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from core import devstack, migrate
 from core.settings import Settings, load
@@ -30,6 +31,12 @@ from core.topics import create_topics
 # XDG_RUNTIME_DIR unset makes platformdirs warn, which filterwarnings=error would turn into a
 # failure in any library that asks for it.
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())
+
+# The property tests draw new examples on every run, which is how they find edge cases; CI
+# (HYPOTHESIS_PROFILE=ci in .ci/run) draws the same ones every time, so a run it passed passes
+# again. A failure prints the example that reproduces it.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 TEST_PARTITIONS = 3
 ENV_SETTINGS = load(env_file=None)

@@ -132,3 +132,24 @@ def test_escaped_backslash_before_u0000_is_no_nul(nul: Literal["replace", "rejec
 def test_deeper_than(value: Any, limit: int, expected: bool) -> None:
     assert fields.deeper_than(value, limit) is expected
     assert fields.deeper_than(value, limit, orjson.dumps(value)) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(b"-9223372036854775808", "-9223372036854775808", id="int64 minimum"),
+        pytest.param(b"18446744073709551615", "18446744073709551615", id="uint64 maximum"),
+        pytest.param(b"42.0", "42", id="integral float"),
+        pytest.param(b"-9223372036854775809", None, id="below: rounds to -2**63 as a float"),
+        pytest.param(b"18446744073709551616", None, id="above"),
+        pytest.param(b"1e300", None, id="far above"),
+    ],
+)
+def test_integer_ids_within_64_bits(text: bytes, expected: str | None) -> None:
+    """An id read from the wire, as the schema bounds it (integer, -2**63..2**64-1)."""
+    value = orjson.loads(text)
+    if expected is None:
+        with pytest.raises(BadRequest):
+            fields.require_id(value, "id")
+    else:
+        assert fields.require_id(value, "id") == expected
