@@ -470,11 +470,20 @@ def _redeliveries(rng: random.Random, builder: _Builder, requests: list[Request]
     return again
 
 
-def build(seed: int, *, users: int, events: int, late_share: float = 0.1) -> Workload:
+def build(
+    seed: int,
+    *,
+    users: int,
+    events: int,
+    late_share: float = 0.1,
+    now: float | None = None,
+) -> Workload:
     """``events`` distinct provider events for ``users`` people, across the four sources, and
-    the shuffled requests that carry them (plus re-posts and re-deliveries)."""
+    the shuffled requests that carry them (plus re-posts and re-deliveries). Event times lie
+    in the 90 days before ``now`` (the clock by default): the same seed and ``now`` build the
+    same requests."""
     rng = random.Random(seed)
-    base = datetime.fromtimestamp(int(time.time()) - 90 * DAY_S, UTC)
+    base = datetime.fromtimestamp(int(time.time() if now is None else now) - 90 * DAY_S, UTC)
     people = make_people(rng, users, late_share)
     builder = _Builder(rng, people, base)
     for person in rng.sample(people, max(1, users // 6)):
