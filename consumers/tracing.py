@@ -1,8 +1,8 @@
 """A span per batch, continuing the traces of the records in it (docs/contract.md §5).
 
 Each record carries the trace of the request that published it (``traceparent``). The batch
-is one span of kind CONSUMER, linked to each record's context (OpenTelemetry's messaging
-conventions for a batch); when every record of the batch belongs to one trace -- a request
+is one span of kind CONSUMER, linked to each distinct context of its records (OpenTelemetry's
+messaging conventions for a batch); when every record of the batch belongs to one trace -- a request
 and the batch that applies it -- the span is that trace's child, so one trace runs from the
 door to the rows. Everything the batch does runs inside the span: log lines carry its
 ``trace_id`` (core.logs), and spans of instrumented libraries become its children.
@@ -24,9 +24,8 @@ from contract.headers import CE_TRACEPARENT, TRACEPARENT
 MAX_LINKS = 128  # the SDK's default OTEL_SPAN_LINK_COUNT_LIMIT; more would be dropped
 
 
-def record_context(record: RawRecord) -> SpanContext | None:
-    """The span context a record carries, if any."""
-    parent = tracecontext.parse(record.header(TRACEPARENT) or record.header(CE_TRACEPARENT))
+def _context(value: str | None) -> SpanContext | None:
+    parent = tracecontext.parse(value)
     if parent is None:
         return None
     return SpanContext(
@@ -34,10 +33,18 @@ def record_context(record: RawRecord) -> SpanContext | None:
     )
 
 
+def batch_contexts(records: Sequence[RawRecord]) -> list[SpanContext]:
+    """The distinct span contexts the records carry, in record order. The records of one
+    request share its context (a Kit delivery is up to 100 records, an `/events` post up to
+    500), so each distinct value is parsed and linked once."""
+    values = dict.fromkeys(r.header(TRACEPARENT) or r.header(CE_TRACEPARENT) for r in records)
+    return [c for c in map(_context, values) if c is not None]
+
+
 @contextlib.contextmanager
 def batch_span(tracer: Tracer, records: Sequence[RawRecord]) -> Iterator[trace.Span]:
     """The current span while a batch is processed."""
-    contexts = [c for c in map(record_context, records) if c is not None]
+    contexts = batch_contexts(records)
     parent: Context | None = None
     if contexts and len({c.trace_id for c in contexts}) == 1:
         parent = trace.set_span_in_context(NonRecordingSpan(contexts[0]))
