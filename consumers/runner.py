@@ -52,6 +52,7 @@ from consumers.observe import BatchReport, observe_batch
 from consumers.offsets import Offsets
 from consumers.outage import Outages
 from consumers.policies import ApplyPolicy, FetchPolicy, FloodPolicy, Timeouts
+from consumers.steps import until_stopped
 from consumers.tracing import batch_span
 from consumers.types import Handler
 from contract.headers import CE_SOURCE
@@ -139,9 +140,8 @@ class Runner:
         """Process batches until ``stop`` is set. A batch in flight when it is set gets
         ``timeouts.shutdown_s`` to finish (its offsets are committed); past the deadline it
         is abandoned uncommitted and will be redelivered."""
-        stopping = asyncio.ensure_future(stop.wait())
         try:
-            await self._loop(stop, stopping)
+            await until_stopped(self.step, stop, self.timeouts.shutdown_s)
         except PoisonFlood as exc:
             await self._hold(exc, stop)
         except Exception as exc:
@@ -152,23 +152,7 @@ class Runner:
             )
             raise
         finally:
-            stopping.cancel()
             await self.aclose()
-
-    async def _loop(self, stop: asyncio.Event, stopping: asyncio.Future[Any]) -> None:
-        while not stop.is_set():
-            cycle = asyncio.ensure_future(self.step())
-            await asyncio.wait({cycle, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if not cycle.done():
-                try:
-                    await asyncio.wait_for(cycle, self.timeouts.shutdown_s)
-                except TimeoutError:
-                    log.warning(
-                        "batch abandoned at shutdown; it will be redelivered",
-                        extra={"deadline_s": self.timeouts.shutdown_s},
-                    )
-                    return
-            cycle.result()
 
     async def _hold(self, flood: PoisonFlood, stop: asyncio.Event) -> None:
         """Every source floods: keep the group membership and the partitions, fetch nothing,

@@ -32,6 +32,7 @@ from consumers.handlers.revenuecat import identifiers
 from consumers.liveness import Liveness
 from consumers.offsets import Offsets
 from consumers.policies import FetchPolicy
+from consumers.steps import until_stopped
 from contract.topics import SOURCE_REVENUECAT
 from rcsync import metrics, store
 from rcsync.sync import Syncer
@@ -69,20 +70,7 @@ class SyncLoop:
     async def run(self, stop: asyncio.Event) -> None:
         """Batches until ``stop``; a batch in hand then gets ``shutdown_s`` to finish, after
         which it is abandoned uncommitted (its open intent is re-sent by the next start)."""
-        stopping = asyncio.ensure_future(stop.wait())
-        try:
-            while not stop.is_set():
-                step = asyncio.ensure_future(self.step())
-                await asyncio.wait({step, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if not step.done():
-                    try:
-                        await asyncio.wait_for(step, self.shutdown_s)
-                    except TimeoutError:
-                        log.warning("batch abandoned at shutdown; it will be redelivered")
-                        return
-                step.result()
-        finally:
-            stopping.cancel()
+        await until_stopped(self.step, stop, self.shutdown_s)
 
     async def step(self) -> int:
         """Fetch one batch and handle it to its commit; returns the records it held."""
